@@ -1,0 +1,341 @@
+//! The ABI between sigtrace's eBPF programs and its userspace: the records sent through the
+//! ring buffer, the configuration handed to the programs as a global at load time, and the
+//! kernel struct offsets resolved from BTF. Every struct is `#[repr(C)]`, uses no `bool`
+//! (so no implicit padding hides in it) and has its size pinned by a const assertion.
+#![no_std]
+
+use core::mem::size_of;
+
+/// Record kinds, the first field of every record.
+pub mod kind {
+    pub const GENERATE: u32 = 1;
+    pub const DELIVER: u32 = 2;
+    pub const EXIT: u32 = 3;
+    pub const FORK: u32 = 4;
+    pub const SIGACTION: u32 = 5;
+}
+
+pub const COMM_LEN: usize = 16;
+pub const TTY_NAME_LEN: usize = 16;
+
+/// Every record starts with this header; the decoder dispatches on `kind`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Header {
+    pub kind: u32,
+    pub cpu: u32,
+    /// CLOCK_MONOTONIC (bpf_ktime_get_ns), nanoseconds.
+    pub ts_ns: u64,
+}
+const _: () = assert!(size_of::<Header>() == 16);
+
+/// A task as seen by the kernel: global ids and its comm.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TaskIds {
+    pub tgid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub _pad: u32,
+    pub comm: [u8; COMM_LEN],
+}
+const _: () = assert!(size_of::<TaskIds>() == 32);
+
+/// The recipient's state at generation time, read in the kernel because a process killed
+/// by the signal is gone before userspace could read /proc.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Recipient {
+    pub pgid: u32,
+    pub sid: u32,
+    /// Ids in the recipient's own pid namespace (equal to the global ones at level 0).
+    pub ns_tgid: u32,
+    pub ns_pgid: u32,
+    pub ns_sid: u32,
+    /// Pid namespace level of the recipient (0 = initial namespace).
+    pub ns_level: u32,
+    pub blocked: u64,
+    pub caught: u64,
+    pub ignored: u64,
+    /// Thread-pending | shared-pending, before this signal was queued.
+    pub pending: u64,
+    /// The action installed for this very signal: 0 SIG_DFL, 1 SIG_IGN, else a handler.
+    pub handler: u64,
+    pub sa_flags: u64,
+    /// Controlling tty: name as the kernel spells it (e.g. "pts3"), empty when none.
+    pub tty: [u8; TTY_NAME_LEN],
+    /// Foreground process group of the controlling tty (0 when none).
+    pub tty_fg_pgid: u32,
+    pub parent_tgid: u32,
+}
+const _: () = assert!(size_of::<Recipient>() == 96);
+
+/// How the sender reached the target, read from the sender's syscall registers.
+pub mod via {
+    /// Not from a signal syscall (kernel, tty, timer, fault, exit...).
+    pub const OTHER: u32 = 0;
+    pub const KILL: u32 = 1;
+    pub const TKILL: u32 = 2;
+    pub const TGKILL: u32 = 3;
+    pub const SIGQUEUE: u32 = 4;
+    pub const PIDFD: u32 = 5;
+}
+
+/// signal_generate(int sig, struct kernel_siginfo *info, struct task_struct *task,
+/// int group, int result)
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GenerateEvent {
+    pub header: Header,
+    pub sender: TaskIds,
+    pub target: TaskIds,
+    pub sig: i32,
+    pub code: i32,
+    pub errno: i32,
+    /// Queued on the shared (process-wide) pending set, not the process group.
+    pub group: u32,
+    pub result: u32,
+    /// One of [`via`].
+    pub via: u32,
+    /// The first argument of the sender's syscall (kill's pid: ≤ 0 means a group kill).
+    pub via_arg: i64,
+    /// The sender as claimed in the siginfo (si_pid / si_uid), when the code carries one.
+    pub si_pid: u32,
+    pub si_uid: u32,
+    /// 1 when the kernel passed SEND_SIG_PRIV or SEND_SIG_NOINFO instead of a siginfo.
+    pub info_kind: u32,
+    pub _pad: u32,
+    pub recipient: Recipient,
+}
+const _: () = assert!(size_of::<GenerateEvent>() == 224);
+
+/// signal_deliver(int sig, struct kernel_siginfo *info, struct k_sigaction *ka) — fires in
+/// the recipient when it dequeues the signal to act on it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DeliverEvent {
+    pub header: Header,
+    pub task: TaskIds,
+    pub sig: i32,
+    pub code: i32,
+    pub errno: i32,
+    /// The group exit code when the thread group is already dying (the real cause of a
+    /// delivered SIGKILL), else 0.
+    pub group_exit_code: i32,
+    pub handler: u64,
+    pub sa_flags: u64,
+    pub blocked: u64,
+    pub si_pid: u32,
+    pub si_uid: u32,
+}
+const _: () = assert!(size_of::<DeliverEvent>() == 96);
+
+/// sched_process_exit(struct task_struct *p, ...) for the last thread of a group.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExitEvent {
+    pub header: Header,
+    pub task: TaskIds,
+    /// Wait status as waitpid reports it: `exit_code & 0x7f` the signal, `0x80` core.
+    pub exit_code: i32,
+    pub parent_tgid: u32,
+    /// Its children (tgids) at exit, before the kernel re-parents them; `children_count` may
+    /// exceed the array when there were more.
+    pub children: [u32; MAX_CHILDREN],
+    pub children_count: u32,
+    pub _pad: u32,
+}
+pub const MAX_CHILDREN: usize = 16;
+const _: () = assert!(size_of::<ExitEvent>() == 128);
+
+/// sched_process_fork(struct task_struct *parent, struct task_struct *child), only for
+/// followed processes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ForkEvent {
+    pub header: Header,
+    pub parent: TaskIds,
+    pub child_tgid: u32,
+    pub child_tid: u32,
+}
+const _: () = assert!(size_of::<ForkEvent>() == 56);
+
+/// A change of signal action by rt_sigaction(2), seen at sys_enter (old action) and sys_exit
+/// (new action, read back from the kernel).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SigactionEvent {
+    pub header: Header,
+    pub task: TaskIds,
+    pub sig: i32,
+    /// The syscall's return value (0 or -errno).
+    pub ret: i32,
+    pub old_handler: u64,
+    pub old_flags: u64,
+    pub new_handler: u64,
+    pub new_flags: u64,
+    pub new_mask: u64,
+}
+const _: () = assert!(size_of::<SigactionEvent>() == 96);
+
+/// Filter flags in [`Config::flags`].
+pub mod flag {
+    /// Keep only generations whose result is not "delivered" (queued).
+    pub const FAILED_ONLY: u32 = 1 << 0;
+    /// Keep only signals that the kernel originated (si_code > 0 or SI_KERNEL, SIGPIPE...).
+    pub const KERNEL_ONLY: u32 = 1 << 1;
+    /// Keep only signals sent by a process (kill, tkill, sigqueue...).
+    pub const USER_ONLY: u32 = 1 << 2;
+    /// The PIDS map is in use (sender or target must match).
+    pub const PID_FILTER: u32 = 1 << 3;
+    pub const PGRP_FILTER: u32 = 1 << 4;
+    pub const COMM_FILTER: u32 = 1 << 5;
+    pub const UID_FILTER: u32 = 1 << 6;
+    pub const TID_FILTER: u32 = 1 << 7;
+    /// Children of a process in PIDS join PIDS at fork.
+    pub const FOLLOW_FORKS: u32 = 1 << 8;
+    /// Report rt_sigaction changes of processes that pass the filters.
+    pub const SIGACTION: u32 = 1 << 9;
+}
+
+/// Which side a PIDS/TIDS/COMMS entry applies to.
+pub mod side {
+    pub const SENDER: u8 = 1;
+    pub const TARGET: u8 = 2;
+    pub const EITHER: u8 = SENDER | TARGET;
+}
+
+/// Kernel struct offsets (bytes), resolved from the running kernel's BTF at start-up.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Offsets {
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub task_comm: u32,
+    pub task_real_cred: u32,
+    pub task_real_parent: u32,
+    pub task_signal: u32,
+    pub task_sighand: u32,
+    pub task_blocked: u32,
+    /// task->pending.signal
+    pub task_pending_signal: u32,
+    pub task_exit_code: u32,
+    pub cred_uid: u32,
+    /// signal->pids[], indexed by enum pid_type
+    pub signal_pids: u32,
+    /// task->stack, and the distance from it to the task's saved user registers
+    /// (THREAD_SIZE - sizeof(struct pt_regs) on x86_64).
+    pub task_stack: u32,
+    pub regs_from_stack: u32,
+    /// signal->shared_pending.signal
+    pub signal_shared_pending: u32,
+    pub signal_tty: u32,
+    pub signal_group_exit_code: u32,
+    pub signal_live: u32,
+    /// task->thread_pid
+    pub task_thread_pid: u32,
+    pub pid_level: u32,
+    pub pid_numbers: u32,
+    pub upid_size: u32,
+    pub sighand_action: u32,
+    pub k_sigaction_size: u32,
+    /// k_sigaction->sa.sa_handler, ->sa.sa_flags, ->sa.sa_mask
+    pub ksa_handler: u32,
+    pub ksa_flags: u32,
+    pub ksa_mask: u32,
+    pub tty_name: u32,
+    pub tty_pgrp: u32,
+    /// pt_regs->orig_ax, ->di, ->si (x86_64), for the sys_enter/sys_exit hooks.
+    pub regs_orig_ax: u32,
+    pub regs_di: u32,
+    pub regs_si: u32,
+    pub regs_dx: u32,
+    /// task->children and task->sibling (list_head), to list a dying process's children.
+    pub task_children: u32,
+    pub task_sibling: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<Offsets>() == 144);
+
+/// Handed to the programs through the `CONFIG` global at load time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    pub flags: u32,
+    pub uid: u32,
+    /// Bit (sig-1) set: signal wanted; all ones when no --signal was given.
+    pub signals: u64,
+    /// The tracer's own tgid, whose signals are never reported (its own ring buffer polling
+    /// must not feed itself).
+    pub self_tgid: u32,
+    /// Wake userspace only once this many bytes are waiting (batching); 0 = every record.
+    pub wakeup_bytes: u32,
+    pub offsets: Offsets,
+}
+const _: () = assert!(size_of::<Config>() == 168);
+
+impl Config {
+    pub const ZEROED: Config = Config {
+        flags: 0,
+        uid: 0,
+        signals: u64::MAX,
+        self_tgid: 0,
+        wakeup_bytes: 0,
+        offsets: Offsets {
+            task_pid: 0,
+            task_tgid: 0,
+            task_comm: 0,
+            task_real_cred: 0,
+            task_real_parent: 0,
+            task_signal: 0,
+            task_sighand: 0,
+            task_blocked: 0,
+            task_pending_signal: 0,
+            task_exit_code: 0,
+            cred_uid: 0,
+            signal_pids: 0,
+            task_stack: 0,
+            regs_from_stack: 0,
+            signal_shared_pending: 0,
+            signal_tty: 0,
+            signal_group_exit_code: 0,
+            signal_live: 0,
+            task_thread_pid: 0,
+            pid_level: 0,
+            pid_numbers: 0,
+            upid_size: 0,
+            sighand_action: 0,
+            k_sigaction_size: 0,
+            ksa_handler: 0,
+            ksa_flags: 0,
+            ksa_mask: 0,
+            tty_name: 0,
+            tty_pgrp: 0,
+            regs_orig_ax: 0,
+            regs_di: 0,
+            regs_si: 0,
+            regs_dx: 0,
+            task_children: 0,
+            task_sibling: 0,
+            _pad: 0,
+        },
+    };
+}
+
+/// Key of the DELIVERABLE map: a generated signal that passed the filters, waiting for its
+/// delivery (which carries no sender, so cannot be filtered on its own).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PendingKey {
+    pub tgid: u32,
+    pub sig: u32,
+}
+const _: () = assert!(size_of::<PendingKey>() == 8);
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all of these are #[repr(C)] plain integers and arrays with no padding.
+    unsafe impl aya::Pod for Config {}
+    unsafe impl aya::Pod for PendingKey {}
+}

@@ -1,0 +1,435 @@
+//! Kernel struct offsets from the running kernel's BTF (/sys/kernel/btf/vmlinux): CO-RE done
+//! at load time. The eBPF programs read task_struct, signal_struct, sighand_struct, pid, tty
+//! and pt_regs fields at the offsets found here, handed to them as a global.
+//!
+//! A small reader rather than a BTF crate: we need about forty lookups once at start-up,
+//! and a full type tree (btf-rs) cost ~25 MiB of peak memory for them.
+
+use std::{cell::OnceCell, collections::HashMap, fs, path::Path};
+
+use sigtrace_common::Offsets;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BtfError {
+    #[error(
+        "cannot read kernel BTF from {path}: {source} (sigtrace needs a kernel built with CONFIG_DEBUG_INFO_BTF=y)"
+    )]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("kernel BTF is malformed: {0}")]
+    Malformed(&'static str),
+    #[error("kernel BTF has no {0}; this kernel's layout is not supported")]
+    Missing(String),
+}
+
+const KIND_INT: u32 = 1;
+const KIND_ARRAY: u32 = 3;
+const KIND_STRUCT: u32 = 4;
+const KIND_UNION: u32 = 5;
+const KIND_ENUM: u32 = 6;
+const KIND_TYPEDEF: u32 = 8;
+const KIND_VOLATILE: u32 = 9;
+const KIND_CONST: u32 = 10;
+const KIND_RESTRICT: u32 = 11;
+const KIND_FUNC_PROTO: u32 = 13;
+const KIND_VAR: u32 = 14;
+const KIND_DATASEC: u32 = 15;
+const KIND_DECL_TAG: u32 = 17;
+const KIND_TYPE_TAG: u32 = 18;
+const KIND_ENUM64: u32 = 19;
+
+/// A parsed view over raw BTF bytes: the start of each type record, by type id.
+pub struct Btf {
+    data: Vec<u8>,
+    types_start: usize,
+    strings_start: usize,
+    strings_end: usize,
+    /// Byte offset (from `types_start`) of type id `i + 1`.
+    type_offsets: Vec<u32>,
+    /// Struct name → id, built on the first lookup (one pass instead of one per lookup).
+    structs: OnceCell<HashMap<Box<[u8]>, u32>>,
+}
+
+struct TypeRecord {
+    name_off: u32,
+    kind: u32,
+    kind_flag: bool,
+    vlen: usize,
+    size_or_type: u32,
+    /// Start of the kind-specific data after the 12-byte common header.
+    extra: usize,
+}
+
+impl Btf {
+    pub fn from_sys_fs() -> Result<Self, BtfError> {
+        Self::from_file(Path::new("/sys/kernel/btf/vmlinux"))
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self, BtfError> {
+        let data = fs::read(path).map_err(|source| BtfError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(data)
+    }
+
+    pub fn parse(data: Vec<u8>) -> Result<Self, BtfError> {
+        let u16_at = |at: usize| {
+            data.get(at..at + 2)
+                .map(|b| u16::from_le_bytes([b[0], b[1]]))
+        };
+        let u32_at = |at: usize| {
+            data.get(at..at + 4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        if u16_at(0) != Some(0xeb9f) {
+            return Err(BtfError::Malformed("bad magic (not little-endian BTF)"));
+        }
+        let field = |at| u32_at(at).ok_or(BtfError::Malformed("truncated header"));
+        let hdr_len = field(4)? as usize;
+        let type_off = field(8)? as usize;
+        let type_len = field(12)? as usize;
+        let str_off = field(16)? as usize;
+        let str_len = field(20)? as usize;
+        let types_start = hdr_len + type_off;
+        let strings_start = hdr_len + str_off;
+        if types_start + type_len > data.len() || strings_start + str_len > data.len() {
+            return Err(BtfError::Malformed("sections run past the end"));
+        }
+        let mut btf = Btf {
+            types_start,
+            strings_start,
+            strings_end: strings_start + str_len,
+            type_offsets: Vec::with_capacity(type_len / 16),
+            structs: OnceCell::new(),
+            data,
+        };
+        let mut at = 0usize;
+        while at < type_len {
+            btf.type_offsets.push(at as u32);
+            let record = btf
+                .record_at(at)
+                .ok_or(BtfError::Malformed("truncated type"))?;
+            at = record.extra - btf.types_start + extra_len(&record)?;
+        }
+        Ok(btf)
+    }
+
+    fn u32_at(&self, at: usize) -> Option<u32> {
+        self.data
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn record_at(&self, rel: usize) -> Option<TypeRecord> {
+        let at = self.types_start + rel;
+        let name_off = self.u32_at(at)?;
+        let info = self.u32_at(at + 4)?;
+        let size_or_type = self.u32_at(at + 8)?;
+        Some(TypeRecord {
+            name_off,
+            kind: (info >> 24) & 0x1f,
+            kind_flag: info >> 31 == 1,
+            vlen: (info & 0xffff) as usize,
+            size_or_type,
+            extra: at + 12,
+        })
+    }
+
+    fn record(&self, id: u32) -> Option<TypeRecord> {
+        let rel = *self.type_offsets.get((id as usize).checked_sub(1)?)?;
+        self.record_at(rel as usize)
+    }
+
+    fn name(&self, name_off: u32) -> &[u8] {
+        let start = self.strings_start + name_off as usize;
+        if start >= self.strings_end {
+            return b"";
+        }
+        let rest = &self.data[start..self.strings_end];
+        let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+        &rest[..end]
+    }
+
+    /// The id of the struct named `name`.
+    pub fn struct_id(&self, name: &str) -> Result<u32, BtfError> {
+        self.find(name, KIND_STRUCT)
+            .ok_or_else(|| BtfError::Missing(format!("struct {name}")))
+    }
+
+    pub fn has_struct(&self, name: &str) -> bool {
+        self.find(name, KIND_STRUCT).is_some()
+    }
+
+    fn find(&self, name: &str, kind: u32) -> Option<u32> {
+        debug_assert_eq!(kind, KIND_STRUCT);
+        let structs = self.structs.get_or_init(|| {
+            let mut structs = HashMap::new();
+            for id in 1..=self.type_offsets.len() as u32 {
+                if let Some(r) = self.record(id)
+                    && r.kind == KIND_STRUCT
+                    && r.name_off != 0
+                {
+                    // The first definition wins, as with libbpf's lookups.
+                    structs.entry(self.name(r.name_off).into()).or_insert(id);
+                }
+            }
+            structs
+        });
+        structs.get(name.as_bytes()).copied()
+    }
+
+    /// Follows typedefs and qualifiers to the underlying type.
+    fn resolve(&self, mut id: u32) -> Option<TypeRecord> {
+        for _ in 0..32 {
+            let record = self.record(id)?;
+            match record.kind {
+                KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
+                    id = record.size_or_type
+                }
+                _ => return Some(record),
+            }
+        }
+        None
+    }
+
+    /// Size in bytes of a struct (by id).
+    pub fn size_of(&self, id: u32) -> Result<u32, BtfError> {
+        self.resolve(id)
+            .filter(|r| r.kind == KIND_STRUCT || r.kind == KIND_UNION || r.kind == KIND_INT)
+            .map(|r| r.size_or_type)
+            .ok_or_else(|| BtfError::Missing(format!("size of type {id}")))
+    }
+
+    /// Byte offset and type id of `member` in the struct or union `id`, looking through
+    /// anonymous struct and union members.
+    fn member_in(&self, id: u32, member: &str) -> Option<(u32, u32)> {
+        let record = self.resolve(id)?;
+        if record.kind != KIND_STRUCT && record.kind != KIND_UNION {
+            return None;
+        }
+        for i in 0..record.vlen {
+            let at = record.extra + i * 12;
+            let name_off = self.u32_at(at)?;
+            let member_type = self.u32_at(at + 4)?;
+            let raw_offset = self.u32_at(at + 8)?;
+            let bits = if record.kind_flag {
+                raw_offset & 0x00ff_ffff
+            } else {
+                raw_offset
+            };
+            let name = self.name(name_off);
+            if name == member.as_bytes() {
+                return Some((bits / 8, member_type));
+            }
+            if name.is_empty()
+                && let Some((inner, ty)) = self.member_in(member_type, member)
+            {
+                return Some((bits / 8 + inner, ty));
+            }
+        }
+        None
+    }
+
+    /// Byte offset of a dotted member path, e.g. `offset_of("task_struct", "pending.signal")`.
+    pub fn offset_of(&self, strukt: &str, path: &str) -> Result<u32, BtfError> {
+        let missing = || BtfError::Missing(format!("{strukt}.{path}"));
+        let mut id = self.struct_id(strukt)?;
+        let mut offset = 0;
+        for part in path.split('.') {
+            let (at, ty) = self.member_in(id, part).ok_or_else(missing)?;
+            offset += at;
+            id = ty;
+        }
+        Ok(offset)
+    }
+
+    /// Element size of the array member `path` of `strukt`.
+    pub fn array_elem_size(&self, strukt: &str, path: &str) -> Result<u32, BtfError> {
+        let missing = || BtfError::Missing(format!("array {strukt}.{path}"));
+        let mut id = self.struct_id(strukt)?;
+        for part in path.split('.') {
+            id = self.member_in(id, part).ok_or_else(missing)?.1;
+        }
+        let array = self.resolve(id).filter(|r| r.kind == KIND_ARRAY);
+        let elem = array
+            .and_then(|r| self.u32_at(r.extra))
+            .ok_or_else(missing)?;
+        self.size_of(elem)
+    }
+}
+
+/// Length of the kind-specific data following a type's common header.
+fn extra_len(record: &TypeRecord) -> Result<usize, BtfError> {
+    Ok(match record.kind {
+        KIND_INT => 4,
+        KIND_ARRAY => 12,
+        KIND_STRUCT | KIND_UNION => record.vlen * 12,
+        KIND_ENUM => record.vlen * 8,
+        KIND_FUNC_PROTO => record.vlen * 8,
+        KIND_VAR => 4,
+        KIND_DATASEC => record.vlen * 12,
+        KIND_DECL_TAG => 4,
+        KIND_ENUM64 => record.vlen * 12,
+        // PTR, FWD, TYPEDEF, qualifiers, FUNC, FLOAT, TYPE_TAG carry nothing more.
+        2 | 7..=12 | 16 | KIND_TYPE_TAG => 0,
+        _ => return Err(BtfError::Malformed("unknown type kind")),
+    })
+}
+
+/// x86_64 kernel stacks are 4 pages, doubled under KASAN (arch/x86/include/asm/page_64_types.h).
+fn thread_size(btf: &Btf) -> u32 {
+    if btf.has_struct("kasan_cache") {
+        32 * 1024
+    } else {
+        16 * 1024
+    }
+}
+
+/// Every offset the eBPF programs use, from this kernel's BTF.
+pub fn resolve_offsets(btf: &Btf) -> Result<Offsets, BtfError> {
+    let task = |path| btf.offset_of("task_struct", path);
+    let signal = |path| btf.offset_of("signal_struct", path);
+    let regs = |path| btf.offset_of("pt_regs", path);
+    let pt_regs_size = btf.size_of(btf.struct_id("pt_regs")?)?;
+    let k_sigaction_size = btf.size_of(btf.struct_id("k_sigaction")?)?;
+    let sa = btf.offset_of("k_sigaction", "sa")?;
+    let offsets = Offsets {
+        task_pid: task("pid")?,
+        task_tgid: task("tgid")?,
+        task_comm: task("comm")?,
+        task_real_cred: task("real_cred")?,
+        task_real_parent: task("real_parent")?,
+        task_signal: task("signal")?,
+        task_sighand: task("sighand")?,
+        task_blocked: task("blocked")?,
+        task_pending_signal: task("pending.signal")?,
+        task_exit_code: task("exit_code")?,
+        cred_uid: btf.offset_of("cred", "uid")?,
+        signal_pids: signal("pids")?,
+        task_stack: task("stack")?,
+        regs_from_stack: thread_size(btf) - pt_regs_size,
+        signal_shared_pending: signal("shared_pending.signal")?,
+        signal_tty: signal("tty")?,
+        signal_group_exit_code: signal("group_exit_code")?,
+        signal_live: signal("live")?,
+        task_thread_pid: task("thread_pid")?,
+        pid_level: btf.offset_of("pid", "level")?,
+        pid_numbers: btf.offset_of("pid", "numbers")? + btf.offset_of("upid", "nr")?,
+        upid_size: btf.size_of(btf.struct_id("upid")?)?,
+        sighand_action: btf.offset_of("sighand_struct", "action")?,
+        k_sigaction_size,
+        ksa_handler: sa + btf.offset_of("sigaction", "sa_handler")?,
+        ksa_flags: sa + btf.offset_of("sigaction", "sa_flags")?,
+        ksa_mask: sa + btf.offset_of("sigaction", "sa_mask")?,
+        tty_name: btf.offset_of("tty_struct", "name")?,
+        // Moved into tty->ctrl in 5.16.
+        tty_pgrp: btf
+            .offset_of("tty_struct", "ctrl.pgrp")
+            .or_else(|_| btf.offset_of("tty_struct", "pgrp"))?,
+        regs_orig_ax: regs("orig_ax")?,
+        regs_di: regs("di")?,
+        regs_si: regs("si")?,
+        regs_dx: regs("dx")?,
+        task_children: task("children")?,
+        task_sibling: task("sibling")?,
+        _pad: 0,
+    };
+    // The programs copy all 64 actions in one 2 KiB read.
+    if k_sigaction_size * 64 > 2048 || k_sigaction_size % 8 != 0 {
+        return Err(BtfError::Missing(format!(
+            "a k_sigaction of 32 bytes or less (this kernel's is {k_sigaction_size})"
+        )));
+    }
+    Ok(offsets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Builds a tiny BTF blob: int, struct inner { int a; int b; }, struct outer { int x;
+    /// union { struct inner in; }; }
+    fn sample() -> Vec<u8> {
+        let strings = b"\0int\0inner\0a\0b\0outer\0x\0in\0".to_vec();
+        let off = |s: &str| {
+            let needle = format!("\0{s}\0");
+            strings
+                .windows(needle.len())
+                .position(|w| w == needle.as_bytes())
+                .map(|p| p as u32 + 1)
+                .unwrap_or(0)
+        };
+        let mut types = Vec::new();
+        let mut push = |words: &[u32]| {
+            for w in words {
+                types.extend_from_slice(&w.to_le_bytes());
+            }
+        };
+        // 1: int, 4 bytes
+        push(&[off("int"), KIND_INT << 24, 4, 32]);
+        // 2: struct inner { a @0, b @32 bits }
+        push(&[off("inner"), (KIND_STRUCT << 24) | 2, 8]);
+        push(&[off("a"), 1, 0, off("b"), 1, 32]);
+        // 3: anonymous union { struct inner in; }
+        push(&[0, (KIND_UNION << 24) | 1, 8]);
+        push(&[off("in"), 2, 0]);
+        // 4: struct outer { int x @0; union @64 bits }
+        push(&[off("outer"), (KIND_STRUCT << 24) | 2, 16]);
+        push(&[off("x"), 1, 0, 0, 3, 64]);
+        let mut data = Vec::new();
+        data.extend_from_slice(&0xeb9fu16.to_le_bytes());
+        data.extend_from_slice(&[1, 0]);
+        for w in [
+            24u32,
+            0,
+            types.len() as u32,
+            types.len() as u32,
+            strings.len() as u32,
+        ] {
+            data.extend_from_slice(&w.to_le_bytes());
+        }
+        data.extend_from_slice(&types);
+        data.extend_from_slice(&strings);
+        data
+    }
+
+    #[test]
+    fn finds_members_through_anonymous_unions() {
+        let btf = Btf::parse(sample()).expect("parse");
+        assert_eq!(btf.offset_of("outer", "x").expect("x"), 0);
+        assert_eq!(btf.offset_of("outer", "in.b").expect("in.b"), 12);
+        assert_eq!(
+            btf.size_of(btf.struct_id("outer").expect("id"))
+                .expect("size"),
+            16
+        );
+        assert!(matches!(
+            btf.offset_of("outer", "nope"),
+            Err(BtfError::Missing(_))
+        ));
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(matches!(
+            Btf::parse(vec![0; 8]),
+            Err(BtfError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn resolves_the_running_kernel() {
+        let Ok(btf) = Btf::from_sys_fs() else {
+            eprintln!("skipping: no /sys/kernel/btf/vmlinux on this machine");
+            return;
+        };
+        let offsets = resolve_offsets(&btf).expect("offsets");
+        assert_eq!(offsets.k_sigaction_size, 32, "x86_64 k_sigaction");
+        assert_eq!(offsets.ksa_handler, 0);
+        assert!(offsets.task_tgid > offsets.task_pid - 8);
+    }
+}

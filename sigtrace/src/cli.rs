@@ -1,0 +1,221 @@
+//! The command line, defined once: tracing options (the default command) and the signal
+//! knowledge subcommands. `--help` is generated from these definitions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{knowledge, output::Format};
+
+const ABOUT: &str = "Trace Linux signals: who sent which signal to whom, what the recipient had installed for it, and what happened next.";
+
+const AFTER_HELP: &str = "\
+Filters are applied in the kernel and combine with AND; a filter given several values (a comma
+list or a repeated flag) matches any of them. Without filters every signal on the system is traced.
+
+Examples:
+  sudo sigtrace --pid 3508                 signals sent to or by process 3508
+  sudo sigtrace --signal INT,TERM --failed signals that were ignored, merged or dropped
+  sudo sigtrace --format json -- ./server  run ./server, trace it and its children
+  sigtrace mask 0x4b813efb                 decode a signal mask (ps caught / SigCgt)
+  sigtrace show 3508                       what 3508 catches, ignores, blocks, has pending
+  sigtrace diff 3508 3511                  two processes side by side
+
+Exit status: 0 done, 1 tracer failure, 2 bad input or missing privilege, 3 events were lost;
+with -- COMMAND, the command's own exit status (128+N when killed by signal N).";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sigtrace",
+    version,
+    about = ABOUT,
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub trace: TraceArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Decode signal masks: hex (0x4b813efb), ps's 16-digit column, or a pasted /proc line.
+    Mask(knowledge::MaskArgs),
+    /// A process's signal dispositions, blocked and pending signals, pgrp, session and tty.
+    Show(knowledge::ShowArgs),
+    /// Two processes' signal state side by side, differences highlighted.
+    Diff(knowledge::DiffArgs),
+}
+
+#[derive(Debug, Args, Default)]
+pub struct TraceArgs {
+    /// Signals sent to or by any thread of PID (repeatable, or comma-separated).
+    #[arg(
+        short,
+        long = "pid",
+        value_name = "PID",
+        value_delimiter = ',',
+        help_heading = "Filters"
+    )]
+    pub pids: Vec<i32>,
+    /// Signals sent by PID only.
+    #[arg(
+        long = "sender",
+        value_name = "PID",
+        value_delimiter = ',',
+        help_heading = "Filters"
+    )]
+    pub senders: Vec<i32>,
+    /// Signals sent to PID only.
+    #[arg(
+        long = "target",
+        value_name = "PID",
+        value_delimiter = ',',
+        help_heading = "Filters"
+    )]
+    pub targets: Vec<i32>,
+    /// Signals sent to or by this thread id.
+    #[arg(
+        long = "tid",
+        value_name = "TID",
+        value_delimiter = ',',
+        help_heading = "Filters"
+    )]
+    pub tids: Vec<i32>,
+    /// Signals sent to or by a member of process group PGID.
+    #[arg(
+        long = "pgrp",
+        value_name = "PGID",
+        value_delimiter = ',',
+        help_heading = "Filters"
+    )]
+    pub pgrps: Vec<i32>,
+    /// Signals sent to or by a process whose comm (first 15 bytes of its name) is COMM.
+    #[arg(
+        long = "comm",
+        value_name = "COMM",
+        value_delimiter = ',',
+        help_heading = "Filters"
+    )]
+    pub comms: Vec<String>,
+    /// Only these signals: names or numbers, real-time ones included (TERM,SIGUSR1,10,RTMIN+3).
+    #[arg(
+        short,
+        long = "signal",
+        value_name = "SIGNALS",
+        value_delimiter = ',',
+        help_heading = "Filters"
+    )]
+    pub signals: Vec<String>,
+    /// All signals but these.
+    #[arg(
+        long = "exclude-signal",
+        value_name = "SIGNALS",
+        value_delimiter = ',',
+        help_heading = "Filters"
+    )]
+    pub exclude_signals: Vec<String>,
+    /// Only signals that were not queued: ignored, merged with a pending one, or dropped.
+    #[arg(long, help_heading = "Filters")]
+    pub failed: bool,
+    /// Only signals the kernel sent (faults, tty, timers, SIGCHLD, SIGPIPE, OOM...).
+    #[arg(long, conflicts_with = "user_only", help_heading = "Filters")]
+    pub kernel_only: bool,
+    /// Only signals a process sent with kill, tkill, tgkill, sigqueue or pidfd_send_signal.
+    #[arg(long, help_heading = "Filters")]
+    pub user_only: bool,
+    /// Only signals sent by processes running as UID (a number or a user name).
+    #[arg(long, value_name = "UID", help_heading = "Filters")]
+    pub uid: Option<String>,
+    /// With --pid: also trace the descendants those processes create from now on.
+    #[arg(short, long, help_heading = "Filters")]
+    pub follow: bool,
+
+    /// Also report every change a traced process makes to its signal actions (rt_sigaction).
+    #[arg(long)]
+    pub sigaction: bool,
+    /// Output format: one line per event for people, or one JSON object per line.
+    #[arg(long, value_enum, default_value = "text", help_heading = "Output")]
+    pub format: Format,
+    /// On exit, print counts by sender, target, signal and outcome.
+    #[arg(long, help_heading = "Output")]
+    pub summary: bool,
+    /// Print only the summary.
+    #[arg(long, help_heading = "Output")]
+    pub summary_only: bool,
+    /// Append the output to FILE instead of standard output.
+    #[arg(short, long, value_name = "FILE", help_heading = "Output")]
+    pub output: Option<PathBuf>,
+    /// Timestamps relative to the start of tracing.
+    #[arg(short, long, conflicts_with = "no_time", help_heading = "Output")]
+    pub relative: bool,
+    /// No timestamps.
+    #[arg(long, help_heading = "Output")]
+    pub no_time: bool,
+    /// Show the exit of every process the filters let through, not only signalled ones.
+    #[arg(long, help_heading = "Output")]
+    pub all_exits: bool,
+    /// Kernel ring buffer size, e.g. 4M or 256K (a power of two, at least 4K).
+    #[arg(long, value_name = "BYTES", default_value = "4M", value_parser = parse_size)]
+    pub ring_size: u32,
+
+    /// Start COMMAND and trace it and all its descendants; exit with its exit status.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// "4M", "256K", "65536" → bytes; a power of two between 4 KiB and 1 GiB.
+pub fn parse_size(text: &str) -> Result<u32, String> {
+    let text = text.trim();
+    let (digits, factor) = match text.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&text[..i], 1u64 << 10),
+        Some((i, 'm' | 'M')) => (&text[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&text[..i], 1 << 30),
+        _ => (text, 1),
+    };
+    let bytes = digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .ok_or_else(|| format!("\"{text}\" is not a size; use bytes or a K/M/G suffix, e.g. 4M"))?;
+    if !bytes.is_power_of_two() || !(4096..=1 << 30).contains(&bytes) {
+        return Err(format!(
+            "{bytes} bytes: the ring buffer size must be a power of two between 4K and 1G"
+        ));
+    }
+    Ok(bytes as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4M"), Ok(4 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("3000").is_err());
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn command_after_double_dash_and_lists() {
+        let cli = Cli::try_parse_from([
+            "sigtrace", "--pid", "1,2", "-s", "INT,TERM", "--", "sh", "-c", "exit 3",
+        ])
+        .expect("parses");
+        assert_eq!(cli.trace.pids, [1, 2]);
+        assert_eq!(cli.trace.signals, ["INT", "TERM"]);
+        assert_eq!(cli.trace.command, ["sh", "-c", "exit 3"]);
+        assert!(Cli::try_parse_from(["sigtrace", "--kernel-only", "--user-only"]).is_err());
+    }
+}

@@ -1,0 +1,109 @@
+//! `sigtrace -- COMMAND`: start the command held at the door until the probes are attached
+//! (so not even its first signal is missed), then release it and wait for its end.
+
+use std::{ffi::CString, os::fd::OwnedFd};
+
+use nix::{
+    sys::{
+        signal::{Signal as NixSignal, kill},
+        wait::{WaitPidFlag, WaitStatus, waitpid},
+    },
+    unistd::{ForkResult, Pid, fork, pipe, read, write},
+};
+
+use crate::error::Error;
+
+/// A forked command waiting for [`Held::release`].
+pub struct Held {
+    pub pid: Pid,
+    gate: Option<OwnedFd>,
+}
+
+/// Exit status of the command as a shell reports it: the code, or 128 + signal.
+pub fn shell_status(status: WaitStatus) -> Option<u8> {
+    match status {
+        WaitStatus::Exited(_, code) => Some(code as u8),
+        WaitStatus::Signaled(_, sig, _) => Some(128u8.wrapping_add(sig as i32 as u8)),
+        _ => None,
+    }
+}
+
+/// Forks `command`; the child waits for a byte on a pipe before it execs. Must be called
+/// while the process is still single-threaded (before the async runtime starts).
+pub fn spawn_held(command: &[String]) -> Result<Held, Error> {
+    let argv: Vec<CString> = command
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| Error::BadInput("the command contains a NUL byte".into()))?;
+    if argv.is_empty() {
+        return Err(Error::BadInput("no command given after --".into()));
+    }
+    let (gate_read, gate_write) = pipe().map_err(|e| Error::io("pipe", e.into()))?;
+    // SAFETY: called before any other thread exists; the child only calls async-signal-safe
+    // functions (read, prctl, execvp, write, _exit) before exec.
+    match unsafe { fork() }.map_err(|e| Error::io("fork", e.into()))? {
+        ForkResult::Child => {
+            drop(gate_write);
+            // While held, die with the tracer; the real command must outlive it, like any
+            // child would, so this is undone before exec.
+            // SAFETY: prctl with plain integer arguments.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            let mut byte = [0u8; 1];
+            let released = matches!(read(&gate_read, &mut byte), Ok(1));
+            if !released {
+                // SAFETY: _exit is async-signal-safe.
+                unsafe { libc::_exit(127) };
+            }
+            // SAFETY: as above.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0) };
+            let err = nix::unistd::execvp(&argv[0], &argv).err();
+            let msg = format!(
+                "sigtrace: cannot run {}: {}\n",
+                command[0],
+                err.map(|e| e.desc()).unwrap_or("unknown error")
+            );
+            let _ = write(std::io::stderr(), msg.as_bytes());
+            // SAFETY: as above.
+            unsafe { libc::_exit(127) };
+        }
+        ForkResult::Parent { child } => {
+            drop(gate_read);
+            Ok(Held {
+                pid: child,
+                gate: Some(gate_write),
+            })
+        }
+    }
+}
+
+impl Held {
+    /// Lets the command exec.
+    pub fn release(&mut self) -> Result<(), Error> {
+        if let Some(gate) = self.gate.take() {
+            write(&gate, b"g").map_err(|e| Error::io("releasing the command", e.into()))?;
+        }
+        Ok(())
+    }
+
+    /// The command's status if it has ended (reaps it).
+    pub fn try_wait(&self) -> Option<WaitStatus> {
+        match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => None,
+            Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => Some(status),
+            Ok(_) => None,
+            // Already reaped or not our child: nothing more will come.
+            Err(_) => Some(WaitStatus::Exited(self.pid, 0)),
+        }
+    }
+}
+
+impl Drop for Held {
+    /// A command never released (the tracer failed to attach) is ended, not left waiting.
+    fn drop(&mut self) {
+        if self.gate.take().is_some() {
+            let _ = kill(self.pid, NixSignal::SIGKILL);
+            let _ = waitpid(self.pid, None);
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! Loads sigtrace's eBPF programs with this kernel's offsets and the user's filters as
+//! globals, fills the filter maps, and attaches the raw tracepoints. Everything attached
+//! lives in the returned [`Probes`]: dropping it detaches all of them.
+
+use std::collections::BTreeMap;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    programs::RawTracePoint,
+};
+use sigtrace_common::{COMM_LEN, Config, flag, side};
+
+use crate::btf::{Btf, BtfError, resolve_offsets};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Btf(#[from] BtfError),
+    #[error(
+        "not permitted to load eBPF programs ({0}); run as root or with CAP_BPF and CAP_PERFMON (e.g. `sudo sigtrace ...`)"
+    )]
+    NotPermitted(String),
+    #[error("loading the eBPF programs failed: {0}")]
+    Load(String),
+    #[error("attaching to the {tracepoint} tracepoint failed: {reason}")]
+    Attach { tracepoint: String, reason: String },
+    #[error("filling the {map} filter map failed: {reason}")]
+    Map { map: &'static str, reason: String },
+}
+
+impl LoadError {
+    /// Permission and missing-BTF problems are the user's to fix (exit 2); the rest are
+    /// tracer failures.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, LoadError::Btf(_) | LoadError::NotPermitted(_))
+    }
+}
+
+/// What the kernel side should keep, already resolved to numbers.
+#[derive(Debug, Default, Clone)]
+pub struct KernelFilter {
+    /// tgid → side bits.
+    pub pids: BTreeMap<u32, u8>,
+    pub tids: BTreeMap<u32, u8>,
+    pub pgrps: BTreeMap<u32, u8>,
+    pub comms: BTreeMap<[u8; COMM_LEN], u8>,
+    pub uid: Option<u32>,
+    /// Bit (sig-1) per wanted signal; `u64::MAX` for all.
+    pub signals: u64,
+    pub failed_only: bool,
+    pub kernel_only: bool,
+    pub user_only: bool,
+    /// Children of PIDS entries join PIDS at fork.
+    pub follow_forks: bool,
+    /// Report rt_sigaction changes (attaches sys_enter/sys_exit).
+    pub sigaction: bool,
+    /// Force PID filtering even when `pids` starts empty (launch mode fills it later).
+    pub pid_filter: bool,
+}
+
+impl KernelFilter {
+    pub fn all() -> Self {
+        KernelFilter {
+            signals: u64::MAX,
+            ..Default::default()
+        }
+    }
+
+    fn flags(&self) -> u32 {
+        let mut flags = 0;
+        let mut set = |cond: bool, bit: u32| {
+            if cond {
+                flags |= bit;
+            }
+        };
+        set(self.failed_only, flag::FAILED_ONLY);
+        set(self.kernel_only, flag::KERNEL_ONLY);
+        set(self.user_only, flag::USER_ONLY);
+        set(self.pid_filter || !self.pids.is_empty(), flag::PID_FILTER);
+        set(!self.tids.is_empty(), flag::TID_FILTER);
+        set(!self.pgrps.is_empty(), flag::PGRP_FILTER);
+        set(!self.comms.is_empty(), flag::COMM_FILTER);
+        set(self.uid.is_some(), flag::UID_FILTER);
+        set(self.follow_forks, flag::FOLLOW_FORKS);
+        set(self.sigaction, flag::SIGACTION);
+        flags
+    }
+}
+
+/// Load-time settings that are not filters.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Ring buffer size in bytes (a power of two, at least one page).
+    pub ring_bytes: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            ring_bytes: 4 << 20,
+        }
+    }
+}
+
+/// The loaded and attached programs, and the maps userspace reads.
+pub struct Probes {
+    pub ebpf: Ebpf,
+    pub events: RingBuf<MapData>,
+    pub lost: PerCpuArray<MapData, u64>,
+}
+
+impl Probes {
+    /// Total records the kernel could not reserve, over all CPUs.
+    pub fn lost(&self) -> u64 {
+        self.lost
+            .get(&0, 0)
+            .map(|values| values.iter().sum())
+            .unwrap_or(0)
+    }
+
+    /// Adds a tgid to the PIDS filter (launch mode: the command, once forked).
+    pub fn add_pid(&mut self, tgid: u32, sides: u8) -> Result<(), LoadError> {
+        let mut pids: BpfHashMap<_, u32, u8> = self
+            .ebpf
+            .map_mut("PIDS")
+            .ok_or_else(|| LoadError::Load("map PIDS missing".into()))?
+            .try_into()
+            .map_err(|e: aya::maps::MapError| LoadError::Load(e.to_string()))?;
+        pids.insert(tgid, sides, 0).map_err(|e| LoadError::Map {
+            map: "PIDS",
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// The eBPF object built by build.rs (aya-build) from sigtrace-ebpf.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sigtrace"));
+
+fn is_permission(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        let text = e.to_string();
+        if text.contains("Operation not permitted") || text.contains("Permission denied") {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(io.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES))
+        {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+fn load_error(err: impl std::error::Error + 'static) -> LoadError {
+    if is_permission(&err) {
+        LoadError::NotPermitted(format!("{err}"))
+    } else {
+        let mut text = err.to_string();
+        let mut cur = err.source();
+        while let Some(e) = cur {
+            text.push_str(": ");
+            text.push_str(&e.to_string());
+            cur = e.source();
+        }
+        LoadError::Load(text)
+    }
+}
+
+fn fill<K: aya::Pod + Ord>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    entries: &BTreeMap<K, u8>,
+) -> Result<(), LoadError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let map_err = |e: aya::maps::MapError| LoadError::Map {
+        map: name,
+        reason: e.to_string(),
+    };
+    let mut map: BpfHashMap<_, K, u8> = ebpf
+        .map_mut(name)
+        .ok_or_else(|| LoadError::Load(format!("map {name} missing")))?
+        .try_into()
+        .map_err(map_err)?;
+    for (key, sides) in entries {
+        map.insert(key, sides, 0).map_err(map_err)?;
+    }
+    Ok(())
+}
+
+/// Raw tracepoints: they need neither tracefs nor kprobes.
+const ALWAYS: [&str; 4] = [
+    "signal_generate",
+    "signal_deliver",
+    "sched_process_exit",
+    "sched_process_fork",
+];
+const SIGACTION_HOOKS: [&str; 2] = ["sys_enter", "sys_exit"];
+
+/// Loads, configures and attaches. On any error nothing stays attached: the partially
+/// built `Ebpf` is dropped, which detaches and unloads what was done so far.
+pub fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probes, LoadError> {
+    let offsets = {
+        let btf = Btf::from_sys_fs()?;
+        resolve_offsets(&btf)?
+    };
+    let config = Config {
+        flags: filter.flags(),
+        uid: filter.uid.unwrap_or(0),
+        signals: filter.signals,
+        self_tgid: std::process::id(),
+        // Wake the reader once an eighth of the ring is waiting; it also polls on a timer.
+        wakeup_bytes: options.ring_bytes / 8,
+        offsets,
+    };
+    // Hold the raised limit only where the kernel still charges memlock (< 5.11); failure
+    // is harmless on newer kernels.
+    let _ = nix::sys::resource::setrlimit(
+        nix::sys::resource::Resource::RLIMIT_MEMLOCK,
+        nix::sys::resource::RLIM_INFINITY,
+        nix::sys::resource::RLIM_INFINITY,
+    );
+    let mut ebpf = EbpfLoader::new()
+        // Our programs read fields at offsets we resolved ourselves: no CO-RE relocation.
+        .btf(None)
+        .override_global("CONFIG", &config, true)
+        .map_max_entries("EVENTS", options.ring_bytes)
+        .load(EBPF_OBJECT)
+        .map_err(load_error)?;
+    fill(&mut ebpf, "PIDS", &filter.pids)?;
+    fill(&mut ebpf, "TIDS", &filter.tids)?;
+    fill(&mut ebpf, "PGRPS", &filter.pgrps)?;
+    fill(&mut ebpf, "COMMS", &filter.comms)?;
+    let hooks = ALWAYS.iter().chain(if filter.sigaction {
+        SIGACTION_HOOKS.iter()
+    } else {
+        [].iter()
+    });
+    for &hook in hooks {
+        let program: &mut RawTracePoint = ebpf
+            .program_mut(hook)
+            .ok_or_else(|| LoadError::Load(format!("program {hook} missing from the object")))?
+            .try_into()
+            .map_err(load_error)?;
+        program.load().map_err(load_error)?;
+        program.attach(hook).map_err(|e| {
+            if is_permission(&e) {
+                LoadError::NotPermitted(e.to_string())
+            } else {
+                LoadError::Attach {
+                    tracepoint: hook.to_string(),
+                    reason: e.to_string(),
+                }
+            }
+        })?;
+    }
+    let events = RingBuf::try_from(
+        ebpf.take_map("EVENTS")
+            .ok_or_else(|| LoadError::Load("map EVENTS missing".into()))?,
+    )
+    .map_err(load_error)?;
+    let lost = PerCpuArray::try_from(
+        ebpf.take_map("LOST")
+            .ok_or_else(|| LoadError::Load("map LOST missing".into()))?,
+    )
+    .map_err(load_error)?;
+    Ok(Probes { ebpf, events, lost })
+}
+
+/// Side bits for the command line's --pid / --sender / --target.
+pub fn sides(sender: bool, target: bool) -> u8 {
+    (if sender { side::SENDER } else { 0 }) | (if target { side::TARGET } else { 0 })
+}

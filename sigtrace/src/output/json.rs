@@ -1,0 +1,537 @@
+//! JSON lines, schema version 1 (docs/sigtrace.schema.json, described in docs/json.md).
+//! Every record has `v` and `type`; signals, codes and results carry both name and number;
+//! masks are hex strings as /proc prints them (decode with `sigtrace mask`).
+
+use std::{borrow::Cow, io};
+
+use serde::Serialize;
+use sigtrace_common::{TaskIds, via};
+
+use super::{Stamp, TimeMode};
+use crate::{
+    correlate::{ExitStatus, FanoutSource, Report},
+    enrich::tty_display,
+    events::comm_str,
+    signals::{Handler, Signal, code_name, result_name},
+};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Serialize)]
+struct Named {
+    number: i64,
+    name: Cow<'static, str>,
+}
+
+/// A signal as `{"number": 15, "name": "SIGTERM"}`, for other records (the summary).
+#[derive(Serialize)]
+pub struct NamedSignal(Named);
+
+impl NamedSignal {
+    pub fn new(sig: i32) -> Self {
+        NamedSignal(signal(sig))
+    }
+}
+
+fn signal(sig: i32) -> Named {
+    Named {
+        number: sig as i64,
+        name: Signal(sig).name(),
+    }
+}
+
+fn code(sig: i32, code: i32) -> Named {
+    Named {
+        number: code as i64,
+        name: code_name(sig, code).map_or_else(|| Cow::Owned(format!("{code}")), Cow::Borrowed),
+    }
+}
+
+#[derive(Serialize)]
+struct Task {
+    pid: u32,
+    tid: u32,
+    comm: String,
+    uid: u32,
+}
+
+fn task(t: &TaskIds) -> Task {
+    Task {
+        pid: t.tgid,
+        tid: t.tid,
+        comm: comm_str(&t.comm),
+        uid: t.uid,
+    }
+}
+
+#[derive(Serialize)]
+struct Disposition {
+    /// "handler", "ignore" or "default".
+    action: &'static str,
+    handler: Option<String>,
+    default_action: &'static str,
+    flags: u64,
+}
+
+fn disposition(sig: i32, handler: u64, flags: u64) -> Disposition {
+    let (action, address) = match Handler::from_raw(handler) {
+        Handler::Default => ("default", None),
+        Handler::Ignore => ("ignore", None),
+        Handler::Address(a) => ("handler", Some(format!("{a:#x}"))),
+    };
+    Disposition {
+        action,
+        handler: address,
+        default_action: Signal(sig).default_action().as_str(),
+        flags,
+    }
+}
+
+fn mask(bits: u64) -> String {
+    format!("{bits:#018x}")
+}
+
+#[derive(Serialize)]
+struct Namespace {
+    level: u32,
+    pid: u32,
+    pgid: u32,
+    sid: u32,
+}
+
+#[derive(Serialize)]
+struct Target {
+    pid: u32,
+    tid: u32,
+    comm: String,
+    uid: u32,
+    ppid: u32,
+    pgid: u32,
+    sid: u32,
+    ns: Option<Namespace>,
+    tty: Option<String>,
+    tty_fg_pgid: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct Masks {
+    blocked: String,
+    caught: String,
+    ignored: String,
+    pending: String,
+}
+
+#[derive(Serialize)]
+struct Time {
+    time: Option<String>,
+    mono_ns: u64,
+}
+
+fn time(ts: u64, stamp: &Stamp) -> Time {
+    Time {
+        time: match stamp.mode {
+            TimeMode::None => None,
+            TimeMode::Relative => Some(format!(
+                "{:.6}",
+                ts.saturating_sub(stamp.clock.start_mono_ns) as f64 / 1e9
+            )),
+            TimeMode::Wall => Some(stamp.clock.rfc3339(ts)),
+        },
+        mono_ns: ts,
+    }
+}
+
+fn via_name(how: u32) -> Option<&'static str> {
+    Some(match how {
+        via::KILL => "kill",
+        via::TKILL => "tkill",
+        via::TGKILL => "tgkill",
+        via::SIGQUEUE => "sigqueue",
+        via::PIDFD => "pidfd_send_signal",
+        _ => return None,
+    })
+}
+
+#[derive(Serialize)]
+struct Generate {
+    v: u32,
+    r#type: &'static str,
+    id: u64,
+    #[serde(flatten)]
+    time: Time,
+    signal: Named,
+    code: Named,
+    errno: i32,
+    result: Named,
+    shared: bool,
+    origin: &'static str,
+    via: Option<&'static str>,
+    via_arg: Option<i64>,
+    si_pid: Option<u32>,
+    si_uid: Option<u32>,
+    sender: Task,
+    target: Target,
+    disposition: Disposition,
+    masks: Masks,
+    outcome: &'static str,
+    fanout: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Deliver {
+    v: u32,
+    r#type: &'static str,
+    #[serde(flatten)]
+    time: Time,
+    signal: Named,
+    code: Named,
+    errno: i32,
+    task: Task,
+    disposition: Disposition,
+    blocked: String,
+    outcome: &'static str,
+    cause: Option<Named>,
+    generation: Option<u64>,
+    latency_ns: Option<u64>,
+    fanout: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Status {
+    /// "exited" or "killed".
+    kind: &'static str,
+    code: Option<i32>,
+    signal: Option<Named>,
+    core: bool,
+}
+
+fn status(s: ExitStatus) -> Status {
+    match s {
+        ExitStatus::Exited(code) => Status {
+            kind: "exited",
+            code: Some(code),
+            signal: None,
+            core: false,
+        },
+        ExitStatus::Killed { signal: sig, core } => Status {
+            kind: "killed",
+            code: None,
+            signal: Some(signal(sig)),
+            core,
+        },
+    }
+}
+
+#[derive(Serialize)]
+struct Child {
+    pid: u32,
+    comm: Option<String>,
+    new_parent: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct Exit {
+    v: u32,
+    r#type: &'static str,
+    #[serde(flatten)]
+    time: Time,
+    task: Task,
+    ppid: u32,
+    status: Status,
+    wait_status: i32,
+    pending: Vec<u64>,
+    children_count: u32,
+    children: Vec<Child>,
+    fanout: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Writer {
+    pid: u32,
+    comm: String,
+}
+
+#[derive(Serialize)]
+struct Source {
+    /// "kill" or "tty".
+    kind: &'static str,
+    pid: Option<u32>,
+    tid: Option<u32>,
+    comm: Option<String>,
+    pid_arg: Option<i64>,
+    tty: Option<String>,
+    writers: Option<Vec<Writer>>,
+}
+
+#[derive(Serialize)]
+struct MemberExit {
+    status: Status,
+    after_ns: u64,
+}
+
+#[derive(Serialize)]
+struct Member {
+    pid: u32,
+    tid: u32,
+    comm: String,
+    disposition: Disposition,
+    generation: u64,
+    outcome: &'static str,
+    exit: Option<MemberExit>,
+}
+
+#[derive(Serialize)]
+struct Fanout {
+    v: u32,
+    r#type: &'static str,
+    id: u64,
+    #[serde(flatten)]
+    time: Time,
+    signal: Named,
+    pgid: u32,
+    source: Source,
+    members: Vec<Member>,
+}
+
+#[derive(Serialize)]
+struct Fork {
+    v: u32,
+    r#type: &'static str,
+    #[serde(flatten)]
+    time: Time,
+    parent: Task,
+    child_pid: u32,
+    child_tid: u32,
+}
+
+#[derive(Serialize)]
+struct Sigaction {
+    v: u32,
+    r#type: &'static str,
+    #[serde(flatten)]
+    time: Time,
+    task: Task,
+    signal: Named,
+    old: Disposition,
+    new: Disposition,
+    new_mask: String,
+    ret: i32,
+}
+
+#[derive(Serialize)]
+struct Loss {
+    v: u32,
+    r#type: &'static str,
+    lost: u64,
+    total_lost: u64,
+}
+
+fn line<T: Serialize>(w: &mut dyn io::Write, value: &T) -> io::Result<()> {
+    serde_json::to_writer(&mut *w, value).map_err(io::Error::other)?;
+    w.write_all(b"\n")
+}
+
+pub fn write_report(w: &mut dyn io::Write, report: &Report, stamp: &Stamp) -> io::Result<()> {
+    match report {
+        Report::Generate(g) => {
+            let e = &g.event;
+            let r = &e.recipient;
+            let has_sender_info = e.info_kind == 0 && (e.code <= 0 || e.sig == 17);
+            line(
+                w,
+                &Generate {
+                    v: SCHEMA_VERSION,
+                    r#type: "generate",
+                    id: g.id,
+                    time: time(e.header.ts_ns, stamp),
+                    signal: signal(e.sig),
+                    code: code(e.sig, e.code),
+                    errno: e.errno,
+                    result: Named {
+                        number: e.result as i64,
+                        name: result_name(e.result),
+                    },
+                    shared: e.group != 0,
+                    origin: g.origin.as_str(),
+                    via: via_name(e.via),
+                    via_arg: via_name(e.via).map(|_| e.via_arg),
+                    si_pid: has_sender_info.then_some(e.si_pid),
+                    si_uid: has_sender_info.then_some(e.si_uid),
+                    sender: task(&e.sender),
+                    target: Target {
+                        pid: e.target.tgid,
+                        tid: e.target.tid,
+                        comm: comm_str(&e.target.comm),
+                        uid: e.target.uid,
+                        ppid: r.parent_tgid,
+                        pgid: r.pgid,
+                        sid: r.sid,
+                        ns: (r.ns_level > 0).then_some(Namespace {
+                            level: r.ns_level,
+                            pid: r.ns_tgid,
+                            pgid: r.ns_pgid,
+                            sid: r.ns_sid,
+                        }),
+                        tty: (r.tty[0] != 0).then(|| tty_display(&comm_str(&r.tty))),
+                        tty_fg_pgid: (r.tty[0] != 0).then_some(r.tty_fg_pgid),
+                    },
+                    disposition: disposition(e.sig, r.handler, r.sa_flags),
+                    masks: Masks {
+                        blocked: mask(r.blocked),
+                        caught: mask(r.caught),
+                        ignored: mask(r.ignored),
+                        pending: mask(r.pending),
+                    },
+                    outcome: g.outcome.as_str(),
+                    fanout: g.fanout,
+                },
+            )
+        }
+        Report::Deliver(d) => {
+            let e = &d.event;
+            line(
+                w,
+                &Deliver {
+                    v: SCHEMA_VERSION,
+                    r#type: "deliver",
+                    time: time(e.header.ts_ns, stamp),
+                    signal: signal(e.sig),
+                    code: code(e.sig, e.code),
+                    errno: e.errno,
+                    task: task(&e.task),
+                    disposition: disposition(e.sig, e.handler, e.sa_flags),
+                    blocked: mask(e.blocked),
+                    outcome: d.outcome.as_str(),
+                    cause: d.cause.map(signal),
+                    generation: d.generation.map(|g| g.0),
+                    latency_ns: d.generation.map(|g| g.1),
+                    fanout: d.fanout,
+                },
+            )
+        }
+        Report::Exit(x) => line(
+            w,
+            &Exit {
+                v: SCHEMA_VERSION,
+                r#type: "exit",
+                time: time(x.event.header.ts_ns, stamp),
+                task: task(&x.event.task),
+                ppid: x.event.parent_tgid,
+                status: status(x.status),
+                wait_status: x.event.exit_code,
+                pending: x.pending.clone(),
+                children_count: x.event.children_count,
+                children: x
+                    .orphans
+                    .iter()
+                    .map(|o| Child {
+                        pid: o.pid,
+                        comm: o.new_parent.map(|_| o.comm.clone()),
+                        new_parent: o.new_parent,
+                    })
+                    .collect(),
+                fanout: x.fanout,
+            },
+        ),
+        Report::Fork(f) => line(
+            w,
+            &Fork {
+                v: SCHEMA_VERSION,
+                r#type: "fork",
+                time: time(f.header.ts_ns, stamp),
+                parent: task(&f.parent),
+                child_pid: f.child_tgid,
+                child_tid: f.child_tid,
+            },
+        ),
+        Report::Sigaction(s) => line(
+            w,
+            &Sigaction {
+                v: SCHEMA_VERSION,
+                r#type: "sigaction",
+                time: time(s.header.ts_ns, stamp),
+                task: task(&s.task),
+                signal: signal(s.sig),
+                old: disposition(s.sig, s.old_handler, s.old_flags),
+                new: disposition(s.sig, s.new_handler, s.new_flags),
+                new_mask: mask(s.new_mask),
+                ret: s.ret,
+            },
+        ),
+        Report::Fanout(f) => {
+            let source = match &f.source {
+                FanoutSource::Kill {
+                    tgid,
+                    tid,
+                    comm,
+                    pid_arg,
+                } => Source {
+                    kind: "kill",
+                    pid: Some(*tgid),
+                    tid: Some(*tid),
+                    comm: Some(comm.clone()),
+                    pid_arg: Some(*pid_arg),
+                    tty: None,
+                    writers: None,
+                },
+                FanoutSource::Tty { tty, writers } => Source {
+                    kind: "tty",
+                    pid: None,
+                    tid: None,
+                    comm: None,
+                    pid_arg: None,
+                    tty: Some(tty_display(tty)),
+                    writers: Some(
+                        writers
+                            .iter()
+                            .map(|(pid, comm)| Writer {
+                                pid: *pid,
+                                comm: comm.clone(),
+                            })
+                            .collect(),
+                    ),
+                },
+            };
+            line(
+                w,
+                &Fanout {
+                    v: SCHEMA_VERSION,
+                    r#type: "fanout",
+                    id: f.id,
+                    time: time(f.ts_ns, stamp),
+                    signal: signal(f.sig),
+                    pgid: f.pgid,
+                    source,
+                    members: f
+                        .members
+                        .iter()
+                        .map(|m| Member {
+                            pid: m.tgid,
+                            tid: m.tid,
+                            comm: m.comm.clone(),
+                            disposition: disposition(f.sig, m.handler, m.sa_flags),
+                            generation: m.generation,
+                            outcome: m.outcome.as_str(),
+                            exit: m.exit.map(|(s, after)| MemberExit {
+                                status: status(s),
+                                after_ns: after,
+                            }),
+                        })
+                        .collect(),
+                },
+            )
+        }
+    }
+}
+
+pub fn write_loss(w: &mut dyn io::Write, lost: u64, total_lost: u64) -> io::Result<()> {
+    line(
+        w,
+        &Loss {
+            v: SCHEMA_VERSION,
+            r#type: "loss",
+            lost,
+            total_lost,
+        },
+    )
+}

@@ -1,0 +1,133 @@
+//! Sinks: the correlator's reports as text lines, JSON lines, and an end-of-run summary.
+//! Formatting goes straight into a buffered writer; nothing here allocates per event except
+//! names that are not static (comms).
+
+pub mod json;
+pub mod summary;
+pub mod text;
+
+use std::io::{self, Write};
+
+use crate::{correlate::Report, enrich::Clock};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeMode {
+    /// Local wall-clock time of day (text) / RFC 3339 UTC (JSON).
+    Wall,
+    /// Seconds since sigtrace started.
+    Relative,
+    None,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct OutputOptions {
+    pub format: Format,
+    pub time: TimeMode,
+    pub summary: bool,
+    /// No per-event lines, only the summary.
+    pub summary_only: bool,
+    /// Show every exit, not only those of processes that were signalled.
+    pub all_exits: bool,
+}
+
+/// Counters a run reports at its end.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Totals {
+    pub events: u64,
+    pub lost: u64,
+}
+
+pub struct Output<W: Write> {
+    writer: W,
+    options: OutputOptions,
+    clock: Clock,
+    utc_offset_s: i64,
+    summary: summary::Summary,
+    /// Flush after every report (a terminal or pipe someone is reading live).
+    flush_each: bool,
+}
+
+impl<W: Write> Output<W> {
+    pub fn new(writer: W, options: OutputOptions, clock: Clock, flush_each: bool) -> Self {
+        Output {
+            writer,
+            options,
+            clock,
+            utc_offset_s: crate::enrich::local_utc_offset(),
+            summary: summary::Summary::default(),
+            flush_each,
+        }
+    }
+
+    pub fn report(&mut self, report: &Report) -> io::Result<()> {
+        if self.options.summary || self.options.summary_only {
+            self.summary.add(report);
+        }
+        if self.options.summary_only {
+            return Ok(());
+        }
+        if let Report::Exit(exit) = report
+            && !exit.relevant
+            && !self.options.all_exits
+        {
+            return Ok(());
+        }
+        let stamp = Stamp {
+            clock: &self.clock,
+            mode: self.options.time,
+            utc_offset_s: self.utc_offset_s,
+        };
+        match self.options.format {
+            Format::Text => text::write_report(&mut self.writer, report, &stamp)?,
+            Format::Json => json::write_report(&mut self.writer, report, &stamp)?,
+        }
+        if self.flush_each {
+            self.writer.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Events were lost in the kernel since the last call: say so at once, in the stream.
+    pub fn loss(&mut self, newly_lost: u64, total_lost: u64) -> io::Result<()> {
+        match self.options.format {
+            Format::Text => {
+                if !self.options.summary_only {
+                    writeln!(
+                        self.writer,
+                        "!! {newly_lost} events lost (ring buffer full; {total_lost} in all) — try a larger --ring-size or narrower filters"
+                    )?;
+                }
+            }
+            Format::Json => json::write_loss(&mut self.writer, newly_lost, total_lost)?,
+        }
+        self.writer.flush()
+    }
+
+    pub fn finish(&mut self, totals: Totals) -> io::Result<()> {
+        if self.options.summary || self.options.summary_only {
+            match self.options.format {
+                Format::Text => self.summary.write_text(&mut self.writer, totals)?,
+                Format::Json => self.summary.write_json(&mut self.writer, totals)?,
+            }
+        }
+        self.writer.flush()
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.writer.flush()
+    }
+}
+
+/// How to print an event's time.
+pub struct Stamp<'a> {
+    pub clock: &'a Clock,
+    pub mode: TimeMode,
+    pub utc_offset_s: i64,
+}

@@ -1,0 +1,157 @@
+//! `--summary`: counts of signals by sender comm → target comm, signal and final outcome,
+//! following the correlator (a generation's row moves when its delivery or exit settles it).
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    io::{self, Write},
+};
+
+use serde::Serialize;
+
+use super::Totals;
+use crate::{
+    correlate::{Outcome, Report},
+    events::comm_str,
+    signals::Signal,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RowKey {
+    pub sender: String,
+    pub target: String,
+    pub sig: i32,
+    pub outcome: &'static str,
+}
+
+#[derive(Debug, Default)]
+pub struct Summary {
+    rows: BTreeMap<RowKey, u64>,
+    /// Generations whose outcome may still change, by id.
+    open: HashMap<u64, RowKey>,
+    generations: u64,
+}
+
+impl Summary {
+    fn bump(&mut self, key: &RowKey, up: bool) {
+        if up {
+            *self.rows.entry(key.clone()).or_default() += 1;
+        } else if let Some(count) = self.rows.get_mut(key) {
+            *count -= 1;
+            if *count == 0 {
+                self.rows.remove(key);
+            }
+        }
+    }
+
+    fn settle(&mut self, id: u64, outcome: Outcome) {
+        if let Some(mut key) = self.open.remove(&id) {
+            self.bump(&key, false);
+            key.outcome = outcome.as_str();
+            self.bump(&key, true);
+        }
+    }
+
+    pub fn add(&mut self, report: &Report) {
+        match report {
+            Report::Generate(g) => {
+                self.generations += 1;
+                let key = RowKey {
+                    sender: comm_str(&g.event.sender.comm),
+                    target: comm_str(&g.event.target.comm),
+                    sig: g.event.sig,
+                    outcome: g.outcome.as_str(),
+                };
+                self.bump(&key, true);
+                if !g.outcome.is_final() {
+                    self.open.insert(g.id, key);
+                }
+            }
+            Report::Deliver(d) => {
+                if let Some((id, _)) = d.generation {
+                    self.settle(id, d.outcome);
+                }
+            }
+            Report::Exit(x) => {
+                for &id in &x.pending {
+                    self.settle(id, Outcome::PendingAtExit);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// (key, count) rows, most frequent first.
+    pub fn rows(&self) -> Vec<(&RowKey, u64)> {
+        let mut rows: Vec<_> = self.rows.iter().map(|(k, &n)| (k, n)).collect();
+        rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        rows
+    }
+
+    /// Total generations counted (equals the number of generate records).
+    pub fn generations(&self) -> u64 {
+        self.generations
+    }
+
+    pub fn write_text(&self, w: &mut dyn Write, totals: Totals) -> io::Result<()> {
+        writeln!(
+            w,
+            "\n{:>8}  {:<16} {:<16} {:<12} OUTCOME",
+            "COUNT", "SENDER", "TARGET", "SIGNAL"
+        )?;
+        for (key, count) in self.rows() {
+            writeln!(
+                w,
+                "{count:>8}  {:<16} {:<16} {:<12} {}",
+                key.sender,
+                key.target,
+                Signal(key.sig).name(),
+                key.outcome
+            )?;
+        }
+        writeln!(
+            w,
+            "{} signals, {} events, {} lost",
+            self.generations, totals.events, totals.lost
+        )
+    }
+
+    pub fn write_json(&self, w: &mut dyn Write, totals: Totals) -> io::Result<()> {
+        #[derive(Serialize)]
+        struct Row<'a> {
+            sender: &'a str,
+            target: &'a str,
+            signal: super::json::NamedSignal,
+            outcome: &'static str,
+            count: u64,
+        }
+        #[derive(Serialize)]
+        struct SummaryRecord<'a> {
+            v: u32,
+            r#type: &'static str,
+            signals: u64,
+            events: u64,
+            lost: u64,
+            rows: Vec<Row<'a>>,
+        }
+        let record = SummaryRecord {
+            v: super::json::SCHEMA_VERSION,
+            r#type: "summary",
+            signals: self.generations,
+            events: totals.events,
+            lost: totals.lost,
+            rows: self
+                .rows()
+                .into_iter()
+                .map(|(k, count)| Row {
+                    sender: &k.sender,
+                    target: &k.target,
+                    signal: super::json::NamedSignal::new(k.sig),
+                    outcome: k.outcome,
+                    count,
+                })
+                .collect(),
+        };
+        serde_json::to_writer(&mut *w, &record).map_err(io::Error::other)?;
+        w.write_all(b"\n")
+    }
+}

@@ -1,0 +1,293 @@
+//! One line per event for people: who sent which signal to whom, what the recipient had
+//! installed for it, what happened next; fan-outs as one block with a line per member.
+
+use std::io::{self, Write};
+
+use sigtrace_common::{TaskIds, via};
+
+use super::{Stamp, TimeMode};
+use crate::{
+    correlate::{DeliverReport, ExitReport, Fanout, FanoutSource, GenerateReport, Outcome, Report},
+    enrich::tty_display,
+    events::comm_str,
+    signals::{Handler, Signal, code_name, result_name},
+};
+
+fn write_time(w: &mut dyn Write, ts: u64, stamp: &Stamp) -> io::Result<()> {
+    match stamp.mode {
+        TimeMode::Wall => {
+            let (h, m, s, us) = stamp.clock.local_time_of_day(ts, stamp.utc_offset_s);
+            write!(w, "{h:02}:{m:02}:{s:02}.{us:06} ")
+        }
+        TimeMode::Relative => {
+            let rel = ts.saturating_sub(stamp.clock.start_mono_ns);
+            write!(
+                w,
+                "{:>4}.{:06} ",
+                rel / 1_000_000_000,
+                rel % 1_000_000_000 / 1000
+            )
+        }
+        TimeMode::None => Ok(()),
+    }
+}
+
+/// `comm[pid]`, or `comm[pid/tid]` for a thread other than the main one.
+struct Task<'a>(&'a TaskIds);
+
+impl std::fmt::Display for Task<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = self.0;
+        let end = t.comm.iter().position(|&b| b == 0).unwrap_or(t.comm.len());
+        let comm = String::from_utf8_lossy(&t.comm[..end]);
+        if t.tid == t.tgid || t.tid == 0 {
+            write!(f, "{comm}[{}]", t.tgid)
+        } else {
+            write!(f, "{comm}[{}/{}]", t.tgid, t.tid)
+        }
+    }
+}
+
+/// The disposition as people read it: `handler 0x…`, `SIG_IGN`, `SIG_DFL (Term)`.
+pub struct Disposition {
+    pub sig: i32,
+    pub handler: u64,
+}
+
+impl std::fmt::Display for Disposition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match Handler::from_raw(self.handler) {
+            Handler::Default => write!(
+                f,
+                "SIG_DFL ({})",
+                Signal(self.sig).default_action().as_str()
+            ),
+            other => write!(f, "{other}"),
+        }
+    }
+}
+
+fn code_text(sig: i32, code: i32) -> String {
+    code_name(sig, code).map_or_else(|| format!("code {code}"), str::to_string)
+}
+
+fn via_text(how: u32, arg: i64) -> Option<String> {
+    Some(match how {
+        via::KILL if arg == 0 => "kill(0)".to_string(),
+        via::KILL if arg < -1 => format!("kill(-{})", -arg),
+        via::KILL if arg == -1 => "kill(-1)".to_string(),
+        via::KILL => "kill".to_string(),
+        via::TKILL => "tkill".to_string(),
+        via::TGKILL => "tgkill".to_string(),
+        via::SIGQUEUE => "sigqueue".to_string(),
+        via::PIDFD => "pidfd_send_signal".to_string(),
+        _ => return None,
+    })
+}
+
+fn write_generate(w: &mut dyn Write, g: &GenerateReport) -> io::Result<()> {
+    let e = &g.event;
+    let r = &e.recipient;
+    write!(
+        w,
+        "{:<10} {} → {}  {}",
+        Signal(e.sig).name(),
+        Task(&e.sender),
+        Task(&e.target),
+        code_text(e.sig, e.code),
+    )?;
+    if let Some(how) = via_text(e.via, e.via_arg) {
+        write!(w, " via {how}")?;
+    }
+    write!(
+        w,
+        "  {}  {}",
+        result_name(e.result),
+        Disposition {
+            sig: e.sig,
+            handler: r.handler
+        }
+    )?;
+    if g.outcome == Outcome::Blocked {
+        w.write_all("  blocked → pending".as_bytes())?;
+    }
+    write!(w, "  pgrp {} sid {}", r.pgid, r.sid)?;
+    if r.ns_level > 0 && r.ns_tgid != e.target.tgid {
+        write!(w, " (ns pid {} pgrp {})", r.ns_tgid, r.ns_pgid)?;
+    }
+    if r.tty[0] != 0 {
+        write!(w, " tty {}", tty_display(&comm_str(&r.tty)))?;
+    }
+    if let Some(id) = g.fanout {
+        write!(w, "  [fan-out #{id}]")?;
+    }
+    writeln!(w)
+}
+
+fn write_deliver(w: &mut dyn Write, d: &DeliverReport) -> io::Result<()> {
+    let e = &d.event;
+    write!(w, "  ↳ {:<8} {}", Signal(e.sig).name(), Task(&e.task))?;
+    if let Some(cause) = d.cause {
+        write!(w, " (dying of {})", Signal(cause).name())?;
+    }
+    write!(
+        w,
+        "  {} → {}",
+        Disposition {
+            sig: e.sig,
+            handler: e.handler
+        },
+        d.outcome.as_str()
+    )?;
+    if let Some((_, latency)) = d.generation {
+        write!(w, " ({})", Duration(latency))?;
+    }
+    writeln!(w)
+}
+
+fn write_exit(w: &mut dyn Write, x: &ExitReport) -> io::Result<()> {
+    write!(w, "  ✝ {} {}", Task(&x.event.task), x.status)?;
+    if !x.pending.is_empty() {
+        write!(w, " with {} signal(s) still pending", x.pending.len())?;
+    }
+    if x.event.children_count > 0 {
+        write!(w, "; left {} child(ren):", x.event.children_count)?;
+        for o in &x.orphans {
+            match o.new_parent {
+                Some(parent) => write!(w, " {} {} (now child of {parent})", o.pid, o.comm)?,
+                None => write!(w, " {} (gone)", o.pid)?,
+            }
+        }
+    }
+    writeln!(w)
+}
+
+/// Compact human durations: 850 ns, 45 µs, 12 ms, 3.2 s.
+pub struct Duration(pub u64);
+
+impl std::fmt::Display for Duration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ns = self.0;
+        if ns < 1_000 {
+            write!(f, "{ns} ns")
+        } else if ns < 1_000_000 {
+            write!(f, "{} µs", ns / 1_000)
+        } else if ns < 1_000_000_000 {
+            write!(f, "{} ms", ns / 1_000_000)
+        } else {
+            write!(f, "{:.1} s", ns as f64 / 1e9)
+        }
+    }
+}
+
+fn control_char(sig: i32) -> &'static str {
+    use crate::signals::num;
+    match sig {
+        num::SIGINT => "^C",
+        num::SIGQUIT => "^\\",
+        num::SIGTSTP => "^Z",
+        num::SIGWINCH => "resize",
+        num::SIGHUP => "hang-up",
+        _ => "",
+    }
+}
+
+fn write_fanout(w: &mut dyn Write, f: &Fanout) -> io::Result<()> {
+    write!(w, "{:<10} ", Signal(f.sig).name())?;
+    match &f.source {
+        FanoutSource::Tty { tty, writers } => {
+            write!(w, "{} {}", tty_display(tty), control_char(f.sig))?;
+            if !writers.is_empty() {
+                w.write_all(b" (typed into ")?;
+                for (i, (pid, comm)) in writers.iter().enumerate() {
+                    let sep = if i > 0 { ", " } else { "" };
+                    write!(w, "{sep}{comm}[{pid}]")?;
+                }
+                w.write_all(b")")?;
+            }
+        }
+        FanoutSource::Kill {
+            tgid,
+            comm,
+            pid_arg,
+            ..
+        } => write!(w, "{comm}[{tgid}] kill({pid_arg})")?,
+    }
+    writeln!(
+        w,
+        " → pgrp {} ({} member{})  [fan-out #{}]",
+        f.pgid,
+        f.members.len(),
+        if f.members.len() == 1 { "" } else { "s" },
+        f.id
+    )?;
+    let comm_width = f.members.iter().map(|m| m.comm.len()).max().unwrap_or(0);
+    for (i, m) in f.members.iter().enumerate() {
+        let branch = if i + 1 == f.members.len() {
+            "└─"
+        } else {
+            "├─"
+        };
+        let disposition = Disposition {
+            sig: f.sig,
+            handler: m.handler,
+        }
+        .to_string();
+        write!(
+            w,
+            "    {branch} {:<7} {:<comm_width$}  {:<24} → {}",
+            m.tgid,
+            m.comm,
+            disposition,
+            m.outcome.as_str()
+        )?;
+        if let Some((status, after)) = m.exit {
+            write!(w, ", {status} after {}", Duration(after))?;
+        }
+        writeln!(w)?;
+    }
+    Ok(())
+}
+
+pub fn write_report(w: &mut dyn Write, report: &Report, stamp: &Stamp) -> io::Result<()> {
+    match report {
+        Report::Generate(g) => {
+            write_time(w, g.event.header.ts_ns, stamp)?;
+            write_generate(w, g)
+        }
+        Report::Deliver(d) => {
+            write_time(w, d.event.header.ts_ns, stamp)?;
+            write_deliver(w, d)
+        }
+        Report::Exit(x) => {
+            write_time(w, x.event.header.ts_ns, stamp)?;
+            write_exit(w, x)
+        }
+        Report::Fork(f) => {
+            write_time(w, f.header.ts_ns, stamp)?;
+            writeln!(w, "  fork {} → child {}", Task(&f.parent), f.child_tgid)
+        }
+        Report::Sigaction(s) => {
+            write_time(w, s.header.ts_ns, stamp)?;
+            writeln!(
+                w,
+                "  sigaction {} {}: {} → {} (flags {:#x})",
+                Task(&s.task),
+                Signal(s.sig).name(),
+                Disposition {
+                    sig: s.sig,
+                    handler: s.old_handler
+                },
+                Disposition {
+                    sig: s.sig,
+                    handler: s.new_handler
+                },
+                s.new_flags
+            )
+        }
+        Report::Fanout(f) => {
+            write_time(w, f.ts_ns, stamp)?;
+            write_fanout(w, f)
+        }
+    }
+}
