@@ -1,1 +1,55 @@
-fn main() {}
+//! sigtrace's developer tasks. `setup` makes a fresh machine able to build the eBPF side
+//! (nightly rust-src, a bpf-linker built against the nightly's own LLVM); every other task
+//! runs it first. Cargo itself builds (sigtrace/build.rs builds the eBPF programs).
+
+mod bench;
+mod exec;
+mod run;
+mod setup;
+mod test;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "sigtrace developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building needs: rust-src for nightly, bpf-linker against nightly's LLVM.
+    Setup,
+    /// Build sigtrace (release).
+    Build,
+    /// Build and run sigtrace with ARGS (directly as root, through sudo otherwise).
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Formatting, lints, and every unit and end-to-end test.
+    Test,
+    /// Overhead on a signal storm: untraced vs sigtrace (text, JSON, filtered) vs bpftrace.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Setup => setup::run(),
+        Task::Build => setup::run().and_then(|()| run::build()),
+        Task::Run { args } => setup::run().and_then(|()| run::run(&args)),
+        Task::Test => setup::run().and_then(|()| test::run()),
+        Task::Bench(args) => setup::run().and_then(|()| bench::run(&args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
