@@ -1,0 +1,298 @@
+//! End-to-end: the foundation. Real BPF, real processes this test spawned, real signals.
+
+mod util;
+
+use std::{
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use nix::sys::signal::Signal;
+use serde_json::Value;
+use util::*;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn generate_for<'a>(records: &'a [Value], target: i32, sig: &str) -> Option<&'a Value> {
+    of_type(records, "generate")
+        .into_iter()
+        .find(|r| r["target"]["pid"] == target && signal_name(r) == sig)
+}
+
+#[test]
+fn usr1_usr2_term_to_a_helper() {
+    if !bpf_allowed("usr1_usr2_term_to_a_helper") {
+        return;
+    }
+    let mut helper = spawn_ready(&mut perl(TRAP_PERL));
+    let pid = helper.pid();
+    let mut trace = Trace::start(&["--format", "json", "--pid", &pid.to_string()]);
+    let mut seen = Vec::new();
+
+    helper.signal(Signal::SIGUSR1);
+    helper.wait_line("got USR1", WAIT);
+    helper.signal(Signal::SIGUSR2);
+    trace.wait_for(&mut seen, WAIT, |r| {
+        r["type"] == "generate" && signal_name(r) == "SIGUSR2"
+    });
+    helper.signal(Signal::SIGTERM);
+    helper.wait_exit(WAIT);
+    trace.wait_for(&mut seen, WAIT, |r| {
+        r["type"] == "exit" && r["task"]["pid"] == pid
+    });
+    let records = trace.stop_json(seen);
+
+    let me = std::process::id();
+    for sig in ["SIGUSR1", "SIGUSR2", "SIGTERM"] {
+        let g = generate_for(&records, pid, sig)
+            .unwrap_or_else(|| panic!("no {sig} generate in {records:#?}"));
+        assert_eq!(g["sender"]["pid"], me, "{sig} sender");
+        assert_eq!(g["target"]["pid"], pid, "{sig} target");
+        assert_eq!(g["code"]["name"], "SI_USER");
+    }
+    let usr2 = generate_for(&records, pid, "SIGUSR2").expect("usr2");
+    assert_eq!(usr2["result"]["name"], "ignored");
+    assert_eq!(usr2["result"]["number"], 1);
+    assert_eq!(usr2["disposition"]["action"], "ignore");
+
+    let deliveries = of_type(&records, "deliver");
+    let usr1 = deliveries
+        .iter()
+        .find(|r| signal_name(r) == "SIGUSR1" && r["task"]["pid"] == pid)
+        .expect("SIGUSR1 delivery");
+    assert_eq!(usr1["disposition"]["action"], "handler");
+    let address = usr1["disposition"]["handler"]
+        .as_str()
+        .expect("handler address");
+    assert!(address.starts_with("0x") && address.len() > 3, "{address}");
+    assert_eq!(usr1["outcome"], "handled");
+
+    // A fatal default action is delivered as SIGKILL to every thread; the cause is SIGTERM.
+    let term = deliveries
+        .iter()
+        .find(|r| {
+            r["task"]["pid"] == pid
+                && (signal_name(r) == "SIGTERM" || r["cause"]["name"] == "SIGTERM")
+        })
+        .expect("SIGTERM delivery");
+    assert_eq!(term["disposition"]["action"], "default");
+    assert_eq!(term["outcome"], "terminated");
+    let exit = of_type(&records, "exit")
+        .into_iter()
+        .find(|r| r["task"]["pid"] == pid)
+        .expect("exit");
+    assert_eq!(exit["status"]["kind"], "killed");
+    assert_eq!(exit["status"]["signal"]["name"], "SIGTERM");
+}
+
+/// aya's TracePoint needs tracefs; our raw tracepoints must not.
+#[test]
+fn works_without_tracefs() {
+    if !bpf_allowed("works_without_tracefs") {
+        return;
+    }
+    let helper = spawn_ready(&mut perl(TRAP_PERL));
+    let pid = helper.pid().to_string();
+    let script = format!(
+        "umount /sys/kernel/tracing 2>/dev/null; umount /sys/kernel/debug/tracing 2>/dev/null; \
+         if [ -e /sys/kernel/tracing/events ] || [ -e /sys/kernel/debug/tracing/events ]; then echo 'tracefs still mounted' >&2; exit 99; fi; \
+         exec {SIGTRACE} --format json --pid {pid}"
+    );
+    let mut trace = Trace::start_with(Command::new("unshare").args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &script,
+    ]));
+    let mut seen = Vec::new();
+    helper.signal(Signal::SIGUSR2);
+    trace.wait_for(&mut seen, WAIT, |r| {
+        r["type"] == "generate" && signal_name(r) == "SIGUSR2"
+    });
+    let records = trace.stop_json(seen);
+    assert!(generate_for(&records, helper.pid(), "SIGUSR2").is_some());
+}
+
+#[test]
+fn text_output_names_signal_result_and_disposition() {
+    if !bpf_allowed("text_output_names_signal_result_and_disposition") {
+        return;
+    }
+    let mut helper = spawn_ready(&mut perl(TRAP_PERL));
+    let trace = Trace::start(&["--no-time", "--pid", &helper.pid().to_string()]);
+    helper.signal(Signal::SIGUSR1);
+    helper.wait_line("got USR1", WAIT);
+    helper.signal(Signal::SIGUSR2);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, out, err) = trace.stop_with(Signal::SIGTERM);
+    assert!(status.success(), "{err:?}");
+    let text = out.join("\n");
+    assert!(
+        out.iter().any(|l| l.starts_with("SIGUSR1 ")
+            && l.contains("delivered")
+            && l.contains("handler 0x")),
+        "{text}"
+    );
+    assert!(
+        out.iter()
+            .any(|l| l.starts_with("SIGUSR2 ") && l.contains("ignored") && l.contains("SIG_IGN")),
+        "{text}"
+    );
+    assert!(
+        out.iter()
+            .any(|l| l.contains("↳ SIGUSR1") && l.contains("handled")),
+        "{text}"
+    );
+    // Detaching reports what was seen and lost.
+    assert!(err.iter().any(|l| l.contains("events, 0 lost")), "{err:?}");
+}
+
+#[test]
+fn real_time_signals_are_named_like_kill_l() {
+    if !bpf_allowed("real_time_signals_are_named_like_kill_l") {
+        return;
+    }
+    let helper = spawn_ready(&mut perl(TRAP_PERL));
+    let mut trace = Trace::start(&["--format", "json", "--pid", &helper.pid().to_string()]);
+    let mut seen = Vec::new();
+    // SIGRTMIN+3 (37) — its default action is Term, so this ends the helper. nix's Signal
+    // has no real-time variants: kill(2) through libc.
+    // SAFETY: plain kill(2) to our own child.
+    unsafe { libc::kill(helper.pid(), 37) };
+    trace.wait_for(&mut seen, WAIT, |r| {
+        r["type"] == "generate" && signal_name(r) == "SIGRTMIN+3"
+    });
+    let records = trace.stop_json(seen);
+    let g = generate_for(&records, helper.pid(), "SIGRTMIN+3").expect("rt generate");
+    assert_eq!(g["signal"]["number"], 37);
+}
+
+#[test]
+fn closed_pipe_ends_quietly_with_zero() {
+    if !bpf_allowed("closed_pipe_ends_quietly_with_zero") {
+        return;
+    }
+    let helper = spawn_ready(&mut perl(TRAP_PERL));
+    // `head -1` closes the pipe after one line; sigtrace must then end with 0, quietly.
+    let mut pipeline = Command::new("bash")
+        .args([
+            "-c",
+            &format!(
+                "set -o pipefail; {SIGTRACE} --pid {} 2>/tmp/sigtrace-epipe.err | head -1; echo \"status=$?\"",
+                helper.pid()
+            ),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("pipeline");
+    // Keep signalling (USR2 is ignored) until the pipeline ends.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while pipeline.try_wait().expect("try_wait").is_none() {
+        assert!(std::time::Instant::now() < deadline, "pipeline did not end");
+        helper.signal(Signal::SIGUSR2);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut out = String::new();
+    std::io::Read::read_to_string(pipeline.stdout.as_mut().expect("stdout"), &mut out).ok();
+    assert!(out.contains("SIGUSR2"), "{out}");
+    assert!(out.trim_end().ends_with("status=0"), "{out}");
+    let err = std::fs::read_to_string("/tmp/sigtrace-epipe.err").unwrap_or_default();
+    assert!(
+        !err.contains("panicked") && !err.to_lowercase().contains("broken pipe"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_input_is_one_line_and_exit_2() {
+    // A pid that cannot exist (above pid_max).
+    let out = Command::new(SIGTRACE)
+        .args(["--pid", "2147483000"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("no such process"), "{err}");
+
+    for args in [
+        &["--signal", "FOO"][..],
+        &["--ring-size", "3000"],
+        &["--uid", "no-such-user-x"],
+    ] {
+        let out = Command::new(SIGTRACE).args(args).output().expect("run");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn unprivileged_is_refused_clearly() {
+    if !nix::unistd::geteuid().is_root() {
+        // Already unprivileged: the refusal is what we get.
+        let out = Command::new(SIGTRACE).output().expect("run");
+        assert_eq!(out.status.code(), Some(2));
+        return;
+    }
+    // Drop to nobody with no capabilities.
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            SIGTRACE,
+        ])
+        .output()
+        .expect("setpriv");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("root") && err.contains("CAP_BPF"), "{err}");
+}
+
+/// Stopping the tracer leaves none of its programs loaded.
+#[test]
+fn stop_detaches_everything() {
+    if !bpf_allowed("stop_detaches_everything") {
+        return;
+    }
+    let trace = Trace::start(&["--pid", "1", "--signal", "USR1"]);
+    // Our tracer's programs, from the prog_id of its BPF fds (other tests trace in parallel).
+    let mut ids: Vec<u32> = std::fs::read_dir(format!("/proc/{}/fdinfo", trace.pid()))
+        .expect("fdinfo")
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|info| {
+            info.lines().find_map(|l| {
+                l.strip_prefix("prog_id:")
+                    .and_then(|v| v.trim().parse().ok())
+            })
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert!(ids.len() >= 4, "expected our programs loaded, got {ids:?}");
+    let (status, _, _) = trace.stop_with(Signal::SIGHUP);
+    assert!(status.success());
+    // The kernel frees programs after an RCU grace period: allow it a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let loaded: Vec<u32> = aya::programs::loaded_programs()
+            .flatten()
+            .map(|p| p.id())
+            .collect();
+        let left: Vec<_> = ids.iter().filter(|id| loaded.contains(id)).collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still loaded after stop: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

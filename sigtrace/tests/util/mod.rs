@@ -1,0 +1,252 @@
+//! Fixtures for the end-to-end tests: privilege checks that skip loudly (never under
+//! CI=true), processes the test owns (killed and reaped on drop), and a running tracer whose
+//! JSON output is collected. Tests only ever signal processes they spawned.
+#![allow(dead_code)] // each test binary uses part of this
+
+use std::{
+    io::{BufRead, BufReader, Read},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
+
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+use serde_json::Value;
+
+pub const SIGTRACE: &str = env!("CARGO_BIN_EXE_sigtrace");
+
+/// True when BPF tests can run. Without root they skip with a loud message — except under
+/// CI=true, where that is a failure.
+pub fn bpf_allowed(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: needs root for BPF, and CI=true does not allow skipping");
+    }
+    eprintln!("\n*** SKIPPING {test}: needs root for BPF (run `sudo -E cargo xtask test`) ***\n");
+    false
+}
+
+/// A child process this test started; killed (SIGKILL, by pid) and reaped on drop.
+pub struct Owned {
+    pub child: Child,
+    lines: Option<mpsc::Receiver<String>>,
+}
+
+impl Owned {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        kill(Pid::from_raw(self.pid()), sig).expect("signal our own child");
+    }
+
+    /// Waits for a line on the child's stdout that contains `needle`.
+    pub fn wait_line(&mut self, needle: &str, timeout: Duration) -> String {
+        let rx = self.lines.as_ref().expect("stdout captured");
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no line containing {needle:?} within {timeout:?}"),
+            }
+        }
+    }
+
+    /// Waits for the child to exit (bounded).
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "child {} did not exit within {timeout:?}",
+                self.pid()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = kill(Pid::from_raw(self.pid()), Signal::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn line_channel(stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Spawns `cmd` with stdout captured, and waits for it to print `ready`.
+pub fn spawn_ready(cmd: &mut Command) -> Owned {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn helper");
+    let lines = line_channel(child.stdout.take().expect("stdout"));
+    let mut owned = Owned {
+        child,
+        lines: Some(lines),
+    };
+    owned.wait_line("ready", Duration::from_secs(10));
+    owned
+}
+
+/// perl: catches USR1 (prints "got USR1"), ignores USR2, prints "ready", then waits.
+pub const TRAP_PERL: &str = r#"$| = 1; $SIG{USR1} = sub { print "got USR1\n" }; $SIG{USR2} = 'IGNORE'; print "ready\n"; sleep 1 while 1;"#;
+
+pub fn perl(script: &str) -> Command {
+    let mut cmd = Command::new("perl");
+    cmd.args(["-e", script]);
+    cmd
+}
+
+/// A running sigtrace; its stdout lines are collected until it is stopped.
+pub struct Trace {
+    proc: Owned,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Trace {
+    pub fn start(args: &[&str]) -> Trace {
+        Self::start_with(Command::new(SIGTRACE).args(args))
+    }
+
+    /// Starts a prepared command line (e.g. wrapped in `unshare`) and waits for "ready".
+    pub fn start_with(cmd: &mut Command) -> Trace {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn sigtrace");
+        let stdout = line_channel(child.stdout.take().expect("stdout"));
+        let stderr = line_channel(child.stderr.take().expect("stderr"));
+        let mut trace = Trace {
+            proc: Owned {
+                child,
+                lines: Some(stdout),
+            },
+            stderr,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match trace
+                .stderr
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) if line.contains("sigtrace: ready") => break,
+                Ok(line) => eprintln!("sigtrace stderr: {line}"),
+                Err(_) => {
+                    let status = trace.proc.child.try_wait();
+                    panic!("sigtrace did not get ready (status {status:?})");
+                }
+            }
+        }
+        trace
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.proc.pid()
+    }
+
+    /// Waits until a JSON record satisfying `pred` arrives; returns every record so far.
+    pub fn wait_for(
+        &mut self,
+        seen: &mut Vec<Value>,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) {
+        if seen.iter().any(&pred) {
+            return;
+        }
+        let rx = self.proc.lines.as_ref().expect("stdout");
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    let value: Value = serde_json::from_str(&line)
+                        .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+                    let hit = pred(&value);
+                    seen.push(value);
+                    if hit {
+                        return;
+                    }
+                }
+                Err(_) => {
+                    panic!("expected record did not arrive within {timeout:?}; got {seen:#?}")
+                }
+            }
+        }
+    }
+
+    /// Stops the tracer with `sig` (SIGINT by default) and returns its exit status, the
+    /// remaining stdout lines and stderr.
+    pub fn stop_with(
+        mut self,
+        sig: Signal,
+    ) -> (std::process::ExitStatus, Vec<String>, Vec<String>) {
+        self.proc.signal(sig);
+        let status = self.proc.wait_exit(Duration::from_secs(20));
+        let rx = self.proc.lines.take().expect("stdout");
+        // The reader thread ends at EOF; give it a moment to deliver the tail.
+        let mut out = Vec::new();
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+            out.push(line);
+        }
+        let mut err = Vec::new();
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(200)) {
+            err.push(line);
+        }
+        (status, out, err)
+    }
+
+    /// Stops with SIGINT, checks a clean exit, returns all JSON records (with `seen`).
+    pub fn stop_json(self, mut seen: Vec<Value>) -> Vec<Value> {
+        let (status, out, err) = self.stop_with(Signal::SIGINT);
+        assert!(
+            status.success(),
+            "sigtrace exited {status:?}; stderr: {err:?}"
+        );
+        for line in out {
+            seen.push(
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")),
+            );
+        }
+        seen
+    }
+}
+
+/// Records of `kind` ("generate", "deliver", ...).
+pub fn of_type<'a>(records: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    records.iter().filter(|r| r["type"] == kind).collect()
+}
+
+pub fn signal_name(record: &Value) -> &str {
+    record["signal"]["name"].as_str().unwrap_or("")
+}
