@@ -125,7 +125,11 @@ pub fn pty_master_holders(tty: &str) -> Vec<(u32, String)> {
     let Ok(all) = procfs::process::all_processes() else {
         return holders;
     };
+    let me = std::process::id() as i32;
     for process in all.flatten() {
+        if process.pid == me {
+            continue; // a launched command's terminal may be ours too; we only read it
+        }
         let Ok(fds) = process.fd() else { continue };
         let holds = fds.flatten().any(|fd| {
             matches!(&fd.target, procfs::process::FDTarget::Path(p) if p.as_os_str() == "/dev/ptmx")

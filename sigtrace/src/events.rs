@@ -131,8 +131,10 @@ mod tests {
             decode(&bytes[..40]),
             Err(DecodeError::Length { kind: 1, .. })
         ));
-        let mut header = Header::default();
-        header.kind = 99;
+        let header = Header {
+            kind: 99,
+            ..Default::default()
+        };
         assert_eq!(
             decode(&record_bytes(&header)).unwrap_err(),
             DecodeError::UnknownKind(99)

@@ -36,6 +36,8 @@ pub fn bpf_allowed(test: &str) -> bool {
 pub struct Owned {
     pub child: Child,
     lines: Option<mpsc::Receiver<String>>,
+    /// The line that announced readiness.
+    pub ready: String,
 }
 
 impl Owned {
@@ -102,17 +104,19 @@ fn line_channel(stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
 
 /// Spawns `cmd` with stdout captured, and waits for it to print `ready`.
 pub fn spawn_ready(cmd: &mut Command) -> Owned {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawn helper");
+    spawn_ready_keep_stdin(cmd.stdin(Stdio::null()))
+}
+
+/// As [`spawn_ready`], leaving stdin as the caller set it.
+pub fn spawn_ready_keep_stdin(cmd: &mut Command) -> Owned {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawn helper");
     let lines = line_channel(child.stdout.take().expect("stdout"));
     let mut owned = Owned {
         child,
         lines: Some(lines),
+        ready: String::new(),
     };
-    owned.wait_line("ready", Duration::from_secs(10));
+    owned.ready = owned.wait_line("ready", Duration::from_secs(10));
     owned
 }
 
@@ -150,6 +154,7 @@ impl Trace {
             proc: Owned {
                 child,
                 lines: Some(stdout),
+                ready: String::new(),
             },
             stderr,
         };

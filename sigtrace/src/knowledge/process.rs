@@ -1,0 +1,464 @@
+//! Facts about one process, read from /proc with the procfs crate: its signal masks (from
+//! /proc/PID/status), its place among processes (parent, process group, session,
+//! controlling tty and the tty's foreground group, from /proc/PID/stat), and optionally
+//! each thread's blocked and pending signals (/proc/PID/task/TID/status).
+//!
+//! A process that vanishes between two reads is reported as gone (exit status 2), a thread
+//! that vanishes is simply left out: threads come and go, and the listing is a snapshot.
+
+use super::Error;
+use crate::signals::{DefaultAction, SigSet, Signal};
+use procfs::ProcError;
+use procfs::process::Process;
+use std::path::Path;
+
+/// A process's signal state and relations, as read at one moment.
+#[derive(Debug, Clone)]
+pub struct ProcessFacts {
+    /// The pid asked for (a thread id shows that thread's blocked and pending signals).
+    pub pid: i32,
+    /// The thread group (process) it belongs to; equals `pid` for a process.
+    pub tgid: i32,
+    pub comm: String,
+    /// State letter as in ps (R, S, D, Z, T, ...).
+    pub state: char,
+    pub parent: Relative,
+    pub pgrp: i32,
+    pub session: i32,
+    /// The controlling terminal, if any.
+    pub tty: Option<Tty>,
+    /// The foreground process group of the controlling terminal (tpgid), if there is one.
+    pub tty_foreground_pgrp: Option<i32>,
+    pub masks: Masks,
+    /// Each thread's own masks; empty unless asked for.
+    pub threads: Vec<ThreadFacts>,
+}
+
+/// Another process named by pid, with its command name when it could be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relative {
+    pub pid: i32,
+    pub comm: Option<String>,
+}
+
+/// The five masks of /proc/PID/status. Caught and ignored are per process (shared by all
+/// threads); blocked and thread-pending belong to the thread `pid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Masks {
+    pub caught: SigSet,
+    pub ignored: SigSet,
+    pub blocked: SigSet,
+    pub pending_thread: SigSet,
+    pub pending_shared: SigSet,
+}
+
+/// A terminal device, named the way ps names it ("pts/3", "tty1", "ttyS0").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tty {
+    pub name: String,
+    pub major: u32,
+    pub minor: u32,
+}
+
+/// One thread's blocked and (thread-directed) pending signals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadFacts {
+    pub tid: i32,
+    pub comm: String,
+    pub blocked: SigSet,
+    pub pending: SigSet,
+}
+
+/// What the process does with a signal when it arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// A handler is installed.
+    Caught,
+    /// SIG_IGN.
+    Ignored,
+    /// SIG_DFL, with the action that means for this signal.
+    Default(DefaultAction),
+}
+
+impl Disposition {
+    /// "caught", "ignored" or "default" (JSON and the diff's field names).
+    pub fn kind(self) -> &'static str {
+        match self {
+            Disposition::Caught => "caught",
+            Disposition::Ignored => "ignored",
+            Disposition::Default(_) => "default",
+        }
+    }
+
+    /// "caught", "ignored", "default: Term".
+    pub fn describe(self) -> String {
+        match self {
+            Disposition::Default(action) => format!("default: {}", action.as_str()),
+            other => other.kind().to_owned(),
+        }
+    }
+}
+
+/// One signal's state in one process: a row of the psig-like table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignalState {
+    pub signal: Signal,
+    pub disposition: Disposition,
+    pub blocked: bool,
+    pub pending_thread: bool,
+    pub pending_shared: bool,
+}
+
+impl SignalState {
+    /// Whether anything about the signal is not the plain default.
+    pub fn is_notable(&self) -> bool {
+        !matches!(self.disposition, Disposition::Default(_))
+            || self.blocked
+            || self.pending_thread
+            || self.pending_shared
+    }
+
+    /// "thread", "shared", "thread+shared", or "" when not pending.
+    pub fn pending_text(&self) -> &'static str {
+        match (self.pending_thread, self.pending_shared) {
+            (true, true) => "thread+shared",
+            (true, false) => "thread",
+            (false, true) => "shared",
+            (false, false) => "",
+        }
+    }
+}
+
+impl Masks {
+    /// The state of every signal 1..=64, in number order.
+    pub fn signal_states(&self) -> Vec<SignalState> {
+        Signal::all()
+            .map(|signal| {
+                let disposition = if self.caught.contains(signal.0) {
+                    Disposition::Caught
+                } else if self.ignored.contains(signal.0) {
+                    Disposition::Ignored
+                } else {
+                    Disposition::Default(signal.default_action())
+                };
+                SignalState {
+                    signal,
+                    disposition,
+                    blocked: self.blocked.contains(signal.0),
+                    pending_thread: self.pending_thread.contains(signal.0),
+                    pending_shared: self.pending_shared.contains(signal.0),
+                }
+            })
+            .collect()
+    }
+}
+
+impl ProcessFacts {
+    /// Reads process `pid`; with `threads`, each thread's masks too.
+    pub fn read(pid: i32, threads: bool) -> Result<ProcessFacts, Error> {
+        if pid <= 0 {
+            return Err(Error::InvalidPid { pid });
+        }
+        let fail = |error: ProcError| proc_error(pid, error);
+        let process = Process::new(pid).map_err(fail)?;
+        let status = process.status().map_err(fail)?;
+        let stat = process.stat().map_err(fail)?;
+        let tty = (stat.tty_nr != 0).then(|| {
+            let (major, minor) = stat.tty_nr();
+            // tty_nr() splits the kernel's encoding; both halves are non-negative.
+            let (major, minor) = (major.unsigned_abs(), minor.unsigned_abs());
+            Tty {
+                name: tty_name(major, minor),
+                major,
+                minor,
+            }
+        });
+        let tty_foreground_pgrp = (tty.is_some() && stat.tpgid > 0).then_some(stat.tpgid);
+        let threads = if threads {
+            read_threads(&process).map_err(fail)?
+        } else {
+            Vec::new()
+        };
+        Ok(ProcessFacts {
+            pid,
+            tgid: status.tgid,
+            comm: stat.comm,
+            state: stat.state,
+            parent: relative(stat.ppid),
+            pgrp: stat.pgrp,
+            session: stat.session,
+            tty,
+            tty_foreground_pgrp,
+            masks: Masks {
+                caught: SigSet(status.sigcgt),
+                ignored: SigSet(status.sigign),
+                blocked: SigSet(status.sigblk),
+                pending_thread: SigSet(status.sigpnd),
+                pending_shared: SigSet(status.shdpnd),
+            },
+            threads,
+        })
+    }
+
+    /// Whether the process's group is the terminal's foreground group.
+    pub fn in_foreground(&self) -> Option<bool> {
+        self.tty_foreground_pgrp.map(|pgrp| pgrp == self.pgrp)
+    }
+
+    /// "4242 (bash)".
+    pub fn label(&self) -> String {
+        format!("{} ({})", self.pid, self.comm)
+    }
+}
+
+impl Relative {
+    /// "4200 (cargo)", or "0" for the kernel (the parent of init and kthreadd).
+    pub fn label(&self) -> String {
+        match &self.comm {
+            Some(comm) => format!("{} ({comm})", self.pid),
+            None => self.pid.to_string(),
+        }
+    }
+}
+
+/// The parent, with its name if it can still be read (it may have exited meanwhile).
+fn relative(pid: i32) -> Relative {
+    let comm = (pid > 0)
+        .then(|| Process::new(pid).and_then(|process| process.stat()).ok())
+        .flatten()
+        .map(|stat| stat.comm);
+    Relative { pid, comm }
+}
+
+fn read_threads(process: &Process) -> Result<Vec<ThreadFacts>, ProcError> {
+    let mut threads = Vec::new();
+    for task in process.tasks()? {
+        // A thread that exits while we list is not an error: skip it.
+        let Ok(task) = task else { continue };
+        let status = match task.status() {
+            Ok(status) => status,
+            Err(ProcError::NotFound(_)) => continue,
+            Err(error) => return Err(error),
+        };
+        threads.push(ThreadFacts {
+            tid: task.tid,
+            comm: status.name,
+            blocked: SigSet(status.sigblk),
+            pending: SigSet(status.sigpnd),
+        });
+    }
+    threads.sort_by_key(|thread| thread.tid);
+    Ok(threads)
+}
+
+/// Turns a procfs error into the one-line error the user sees.
+fn proc_error(pid: i32, error: ProcError) -> Error {
+    match error {
+        ProcError::NotFound(_) => Error::NoSuchProcess { pid },
+        ProcError::PermissionDenied(path) => Error::Unreadable {
+            pid,
+            reason: format!(
+                "permission denied reading {}; run as the process's owner or as root",
+                path.as_deref()
+                    .map_or("it".into(), |p| p.display().to_string())
+            ),
+        },
+        // The process exited between opening its directory and reading a file.
+        ProcError::Io(error, _) if error.raw_os_error() == Some(libc::ESRCH) => {
+            Error::NoSuchProcess { pid }
+        }
+        other => Error::Unreadable {
+            pid,
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// What a path in /dev is, for naming a terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    /// A character device with this (major, minor).
+    CharDevice(u32, u32),
+    Directory,
+    /// Missing, or something else.
+    Other,
+}
+
+fn probe(path: &Path) -> Probe {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.file_type().is_char_device() => {
+            let dev = meta.rdev();
+            // The kernel's dev_t encoding (glibc's gnu_dev_major/minor).
+            let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+            let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+            Probe::CharDevice(
+                u32::try_from(major).unwrap_or(u32::MAX),
+                u32::try_from(minor).unwrap_or(u32::MAX),
+            )
+        }
+        Ok(meta) if meta.is_dir() => Probe::Directory,
+        _ => Probe::Other,
+    }
+}
+
+/// Names terminal (major, minor) the way ps does, from /proc/tty/drivers.
+fn tty_name(major: u32, minor: u32) -> String {
+    let drivers = std::fs::read_to_string("/proc/tty/drivers").unwrap_or_default();
+    resolve_tty_name(&drivers, major, minor, &probe)
+}
+
+/// The driver table says which device path a (major, minor range) belongs to; the device
+/// node's own number then picks between the spellings drivers use: `/dev/pts` + `/3`,
+/// `/dev/tty` + `1` (minor itself), `/dev/ttyS` + `0` (minor minus the range start).
+/// Without a usable /dev (some containers) the most likely spelling is taken unverified;
+/// a device no driver claims is shown as "major:minor".
+fn resolve_tty_name(
+    drivers: &str,
+    major: u32,
+    minor: u32,
+    probe: &dyn Fn(&Path) -> Probe,
+) -> String {
+    for line in drivers.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [_name, path, driver_major, minors, ..] = fields[..] else {
+            continue;
+        };
+        if driver_major.parse::<u32>() != Ok(major) {
+            continue;
+        }
+        let (first, last) = match minors.split_once('-') {
+            Some((first, last)) => (first.parse::<u32>(), last.parse::<u32>()),
+            None => (minors.parse::<u32>(), minors.parse::<u32>()),
+        };
+        let (Ok(first), Ok(last)) = (first, last) else {
+            continue;
+        };
+        if !(first..=last).contains(&minor) {
+            continue;
+        }
+        let short = |full: &str| full.strip_prefix("/dev/").unwrap_or(full).to_owned();
+        if first == last {
+            return short(path);
+        }
+        let is_dir = probe(Path::new(path)) == Probe::Directory;
+        let mut candidates = Vec::new();
+        if is_dir {
+            candidates.push(format!("{path}/{minor}"));
+        }
+        candidates.push(format!("{path}{minor}"));
+        candidates.push(format!("{path}{}", minor - first));
+        if let Some(found) = candidates
+            .iter()
+            .find(|candidate| probe(Path::new(candidate)) == Probe::CharDevice(major, minor))
+        {
+            return short(found);
+        }
+        return short(&candidates[0]);
+    }
+    format!("{major}:{minor}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signals::num;
+
+    // /proc/tty/drivers of the Debian VM this was written on.
+    const DRIVERS: &str = "\
+/dev/tty             /dev/tty        5       0 system:/dev/tty
+/dev/console         /dev/console    5       1 system:console
+/dev/ptmx            /dev/ptmx       5       2 system
+/dev/vc/0            /dev/vc/0       4       0 system:vtmaster
+serial               /dev/ttyS       4      64-111 serial
+pty_slave            /dev/pts      136 0-1048575 pty:slave
+pty_master           /dev/ptm      128 0-1048575 pty:master
+unknown              /dev/tty        4 1-63 console
+";
+
+    fn fake_dev(path: &Path) -> Probe {
+        match path.to_str().unwrap_or_default() {
+            "/dev/pts" => Probe::Directory,
+            "/dev/pts/3" => Probe::CharDevice(136, 3),
+            "/dev/pts/300" => Probe::CharDevice(136, 300),
+            "/dev/tty1" => Probe::CharDevice(4, 1),
+            "/dev/ttyS0" => Probe::CharDevice(4, 64),
+            _ => Probe::Other,
+        }
+    }
+
+    #[test]
+    fn terminals_are_named_like_ps() {
+        let name = |major, minor| resolve_tty_name(DRIVERS, major, minor, &fake_dev);
+        assert_eq!(name(136, 3), "pts/3");
+        assert_eq!(name(136, 300), "pts/300");
+        assert_eq!(name(4, 1), "tty1");
+        assert_eq!(name(4, 64), "ttyS0");
+        assert_eq!(name(5, 1), "console");
+        assert_eq!(name(200, 7), "200:7");
+    }
+
+    #[test]
+    fn without_dev_the_likely_name_is_taken() {
+        let dir_only = |path: &Path| {
+            if path == Path::new("/dev/pts") {
+                Probe::Directory
+            } else {
+                Probe::Other
+            }
+        };
+        assert_eq!(resolve_tty_name(DRIVERS, 136, 9, &dir_only), "pts/9");
+        assert_eq!(resolve_tty_name("", 136, 9, &dir_only), "136:9");
+    }
+
+    #[test]
+    fn dispositions_follow_the_masks() {
+        let masks = Masks {
+            caught: SigSet(1 << (num::SIGUSR1 - 1)),
+            ignored: SigSet(1 << (num::SIGINT - 1)),
+            blocked: SigSet(1 << (num::SIGUSR2 - 1)),
+            pending_thread: SigSet::EMPTY,
+            pending_shared: SigSet(1 << (num::SIGUSR2 - 1)),
+        };
+        let states = masks.signal_states();
+        assert_eq!(states.len(), 64);
+        let state = |sig: i32| states[usize::try_from(sig - 1).unwrap_or(0)];
+        assert_eq!(state(num::SIGUSR1).disposition, Disposition::Caught);
+        assert_eq!(state(num::SIGINT).disposition, Disposition::Ignored);
+        assert_eq!(
+            state(num::SIGCHLD).disposition,
+            Disposition::Default(DefaultAction::Ign)
+        );
+        assert!(state(num::SIGUSR2).blocked);
+        assert_eq!(state(num::SIGUSR2).pending_text(), "shared");
+        assert_eq!(states.iter().filter(|s| s.is_notable()).count(), 3);
+        assert_eq!(state(num::SIGTERM).disposition.describe(), "default: Term");
+    }
+
+    #[test]
+    fn reads_its_own_process() {
+        let me = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+        let facts = ProcessFacts::read(me, true);
+        let facts = facts.unwrap_or_else(|e| panic!("reading /proc/{me}: {e}"));
+        assert_eq!(facts.tgid, me);
+        assert!(facts.pgrp > 0 && facts.session > 0);
+        assert!(facts.threads.iter().any(|thread| thread.tid == me));
+    }
+
+    #[test]
+    fn missing_and_invalid_pids_are_bad_input() {
+        assert!(matches!(
+            ProcessFacts::read(0, false),
+            Err(Error::InvalidPid { pid: 0 })
+        ));
+        assert!(matches!(
+            ProcessFacts::read(-4, false),
+            Err(Error::InvalidPid { pid: -4 })
+        ));
+        // Above the kernel's PID_MAX_LIMIT (4194304): never a process.
+        assert!(matches!(
+            ProcessFacts::read(4_194_305, false),
+            Err(Error::NoSuchProcess { pid: 4_194_305 })
+        ));
+    }
+}
