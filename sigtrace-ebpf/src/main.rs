@@ -226,24 +226,31 @@ fn kernel_origin(info: u64, code: i32) -> bool {
 }
 
 /// The current syscall and its first argument, from the sender's saved user registers:
-/// tells kill(-pgid) from kill(pid), and both from kernel-originated signals.
+/// tells kill(-pgid) from kill(pid), and both from kernel-originated signals. Only a syscall
+/// that sends this very signal counts: a process dying inside kill(2) sends its parent a
+/// SIGCHLD from the same syscall.
 #[inline(always)]
-fn sender_syscall(current: u64) -> (u32, i64) {
+fn sender_syscall(current: u64, sig: i32) -> (u32, i64) {
     let stack: u64 = read(current, conf!(offsets.task_stack));
     if stack == 0 {
         return (via::OTHER, 0);
     }
     let regs = stack + conf!(offsets.regs_from_stack) as u64;
     let nr: u64 = read(regs, conf!(offsets.regs_orig_ax));
-    let arg: u64 = read(regs, conf!(offsets.regs_di));
-    let how = match nr {
-        NR_KILL => via::KILL,
-        NR_TKILL => via::TKILL,
-        NR_TGKILL => via::TGKILL,
-        NR_RT_SIGQUEUEINFO | NR_RT_TGSIGQUEUEINFO => via::SIGQUEUE,
-        NR_PIDFD_SEND_SIGNAL => via::PIDFD,
-        _ => via::OTHER,
+    let (how, sig_reg) = match nr {
+        NR_KILL => (via::KILL, conf!(offsets.regs_si)),
+        NR_TKILL => (via::TKILL, conf!(offsets.regs_si)),
+        NR_TGKILL => (via::TGKILL, conf!(offsets.regs_dx)),
+        NR_RT_SIGQUEUEINFO => (via::SIGQUEUE, conf!(offsets.regs_si)),
+        NR_RT_TGSIGQUEUEINFO => (via::SIGQUEUE, conf!(offsets.regs_dx)),
+        NR_PIDFD_SEND_SIGNAL => (via::PIDFD, conf!(offsets.regs_si)),
+        _ => return (via::OTHER, 0),
     };
+    let sent: u64 = read(regs, sig_reg);
+    if sent as u32 as i32 != sig {
+        return (via::OTHER, 0);
+    }
+    let arg: u64 = read(regs, conf!(offsets.regs_di));
     // kill's pid is an int: sign-extend the low half.
     (how, arg as u32 as i32 as i64)
 }
@@ -438,7 +445,7 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
         event.si_pid = si_pid;
         event.si_uid = si_uid;
         event.info_kind = info_kind;
-        let (how, arg) = sender_syscall(current);
+        let (how, arg) = sender_syscall(current, sig);
         event.via = how;
         event.via_arg = arg;
         snapshot_recipient(task, sig, &mut event.recipient);
@@ -658,8 +665,7 @@ fn try_sched_process_fork(ctx: &RawTracePointContext) -> Result<i32, i32> {
     if child_tgid == parent_tgid {
         return Ok(0); // a new thread, not a new process
     }
-    let parent_side = side_of(&PIDS, parent_tgid);
-    if parent_side == 0 {
+    if conf!(flags) & flag::FOLLOW_FORKS == 0 || side_of(&PIDS, parent_tgid) == 0 {
         return Ok(0);
     }
     let _ = PIDS.insert(&child_tgid, &side::EITHER, 0);

@@ -6,7 +6,7 @@ use std::{ffi::CString, os::fd::OwnedFd};
 use nix::{
     sys::{
         signal::{Signal as NixSignal, kill},
-        wait::{WaitPidFlag, WaitStatus, waitpid},
+        wait::waitpid,
     },
     unistd::{ForkResult, Pid, fork, pipe, read, write},
 };
@@ -19,12 +19,13 @@ pub struct Held {
     gate: Option<OwnedFd>,
 }
 
-/// Exit status of the command as a shell reports it: the code, or 128 + signal.
-pub fn shell_status(status: WaitStatus) -> Option<u8> {
-    match status {
-        WaitStatus::Exited(_, code) => Some(code as u8),
-        WaitStatus::Signaled(_, sig, _) => Some(128u8.wrapping_add(sig as i32 as u8)),
-        _ => None,
+/// Exit status of the command as a shell reports it from a raw wait status: the code, or
+/// 128 + the signal (real-time signals included).
+pub fn shell_status(raw: i32) -> u8 {
+    if libc::WIFSIGNALED(raw) {
+        128u8.wrapping_add(libc::WTERMSIG(raw) as u8)
+    } else {
+        libc::WEXITSTATUS(raw) as u8
     }
 }
 
@@ -55,8 +56,12 @@ pub fn spawn_held(command: &[String]) -> Result<Held, Error> {
                 // SAFETY: _exit is async-signal-safe.
                 unsafe { libc::_exit(127) };
             }
-            // SAFETY: as above.
-            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0) };
+            // SAFETY: as above. Rust ignores SIGPIPE in its own process; the command must get
+            // the default back, as any shell would give it.
+            unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, 0);
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            }
             let err = nix::unistd::execvp(&argv[0], &argv).err();
             let msg = format!(
                 "sigtrace: cannot run {}: {}\n",
@@ -86,14 +91,19 @@ impl Held {
         Ok(())
     }
 
-    /// The command's status if it has ended (reaps it).
-    pub fn try_wait(&self) -> Option<WaitStatus> {
-        match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) => None,
-            Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => Some(status),
-            Ok(_) => None,
+    /// The command's raw wait status if it has ended (reaps it). Raw, because nix's
+    /// WaitStatus cannot represent a death by a real-time signal.
+    pub fn try_wait(&self) -> Option<i32> {
+        let mut status = 0;
+        // SAFETY: waitpid on our own child, writing into a local.
+        let got = unsafe { libc::waitpid(self.pid.as_raw(), &mut status, libc::WNOHANG) };
+        match got {
+            0 => None,
+            pid if pid == self.pid.as_raw() => {
+                (libc::WIFEXITED(status) || libc::WIFSIGNALED(status)).then_some(status)
+            }
             // Already reaped or not our child: nothing more will come.
-            Err(_) => Some(WaitStatus::Exited(self.pid, 0)),
+            _ => Some(0),
         }
     }
 }

@@ -298,7 +298,7 @@ async fn trace_loop(
             }
             _ = async { match &child_fd { Some(fd) => { let _ = fd.readable().await; } None => std::future::pending().await } } => {
                 match held.as_deref().and_then(|h| h.try_wait()) {
-                    Some(status) => Ok(Some(End::CommandEnded(launch::shell_status(status).unwrap_or(1)))),
+                    Some(status) => Ok(Some(End::CommandEnded(launch::shell_status(status)))),
                     None => Ok(None),
                 }
             }

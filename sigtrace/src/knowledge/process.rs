@@ -212,10 +212,11 @@ impl ProcessFacts {
 }
 
 impl Relative {
-    /// "4200 (cargo)", or "0" for the kernel (the parent of init and kthreadd).
+    /// "4200 (cargo)"; "0 (the kernel)" for the parent of init and kthreadd.
     pub fn label(&self) -> String {
         match &self.comm {
             Some(comm) => format!("{} ({comm})", self.pid),
+            None if self.pid == 0 => "0 (the kernel)".to_owned(),
             None => self.pid.to_string(),
         }
     }

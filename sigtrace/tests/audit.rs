@@ -1,0 +1,558 @@
+//! End-to-end: the system-wide audit — every filter (one event that must pass it, one that
+//! must not), launch-and-follow, --follow, summary counts, exact loss accounting, sigaction
+//! history and the output options.
+
+mod util;
+
+use std::{
+    io::Write,
+    os::unix::process::CommandExt,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use nix::sys::signal::Signal;
+use serde_json::Value;
+use util::*;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A scriptable process: catches USR1 and ALRM, ignores USR2, renames itself (comm) to its
+/// first argument, and on stdin obeys `kill SIG PID`, `alarm` (a kernel SIGALRM in 10 ms),
+/// `fork` (a child that sends itself USR2), `storm N` (N × USR1 to itself).
+const AGENT: &str = r#"
+use Time::HiRes qw(ualarm);
+$| = 1; $0 = $ARGV[0] if @ARGV;
+$SIG{USR1} = sub { }; $SIG{USR2} = 'IGNORE'; $SIG{ALRM} = sub { print "got ALRM\n" };
+print "ready $$\n";
+while (my $line = <STDIN>) {
+    my ($cmd, @args) = split ' ', $line;
+    if ($cmd eq 'kill') { kill $args[0], $args[1]; print "sent\n" }
+    elsif ($cmd eq 'alarm') { ualarm(10_000) }
+    elsif ($cmd eq 'fork') {
+        my $child = fork;
+        if (!$child) { kill 'USR2', $$; print "child $$\n"; exit 0 }
+        waitpid($child, 0); print "forked $child\n";
+    }
+    elsif ($cmd eq 'storm') { kill 'USR1', $$ for 1 .. $args[0]; print "stormed\n" }
+}
+"#;
+
+struct Agent {
+    proc: Owned,
+}
+
+impl Agent {
+    fn start(comm: &str) -> Agent {
+        Self::start_with(perl(AGENT).arg(comm))
+    }
+
+    fn start_with(cmd: &mut Command) -> Agent {
+        cmd.stdin(Stdio::piped()).process_group(0);
+        Agent {
+            proc: spawn_ready_keep_stdin(cmd),
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.proc.pid()
+    }
+
+    fn say(&mut self, line: &str, answer: &str) -> String {
+        let stdin = self.proc.child.stdin.as_mut().expect("agent stdin");
+        writeln!(stdin, "{line}").expect("talk to agent");
+        self.proc.wait_line(answer, WAIT)
+    }
+
+    /// The agent sends `sig` to `pid`.
+    fn kill(&mut self, sig: &str, pid: i32) {
+        self.say(&format!("kill {sig} {pid}"), "sent");
+    }
+}
+
+/// Runs a trace with `filter`, performs `miss` (must not be reported) then `hit` (must
+/// be), waits for the hit and checks the miss is absent. `is_hit`/`is_miss` identify them.
+fn filter_case(
+    filter: &[&str],
+    miss: impl FnOnce(),
+    hit: impl FnOnce(),
+    is_miss: impl Fn(&Value) -> bool,
+    is_hit: impl Fn(&Value) -> bool,
+) {
+    let mut args = vec!["--format", "json"];
+    args.extend_from_slice(filter);
+    let mut trace = Trace::start(&args);
+    let mut seen = Vec::new();
+    miss();
+    hit();
+    trace.wait_for(&mut seen, WAIT, |r| r["type"] == "generate" && is_hit(r));
+    // Records are ordered; the miss came first, so it would be here by now.
+    let records = trace.stop_json(seen);
+    let generates = of_type(&records, "generate");
+    assert!(
+        !generates.iter().any(|r| is_miss(r)),
+        "filter {filter:?} let the miss through: {generates:#?}"
+    );
+}
+
+fn sent(sig: &'static str, to: i32) -> impl Fn(&Value) -> bool {
+    move |r: &Value| signal_name(r) == sig && r["target"]["pid"] == to
+}
+
+fn send(pid: i32, sig: Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).expect("signal our child");
+}
+
+#[test]
+fn filter_pid_tid_pgrp_target_sender() {
+    if !bpf_allowed("filter_pid_tid_pgrp_target_sender") {
+        return;
+    }
+    let a = Agent::start("sigt-a");
+    let b = Agent::start("sigt-b");
+    let (pa, pb) = (a.pid(), b.pid());
+    for flag in ["--pid", "--tid", "--pgrp", "--target"] {
+        filter_case(
+            &[flag, &pa.to_string()],
+            || send(pb, Signal::SIGUSR2),
+            || send(pa, Signal::SIGUSR2),
+            sent("SIGUSR2", pb),
+            sent("SIGUSR2", pa),
+        );
+    }
+    // --sender is one-sided: signals *to* the sender do not pass.
+    let mut s = Agent::start("sigt-s");
+    let ps = s.pid();
+    let sender = std::cell::RefCell::new(&mut s);
+    filter_case(
+        &["--sender", &ps.to_string()],
+        || send(ps, Signal::SIGUSR2),
+        || sender.borrow_mut().kill("USR2", pa),
+        sent("SIGUSR2", ps),
+        |r| sent("SIGUSR2", pa)(r) && r["sender"]["pid"] == ps,
+    );
+    // --target is one-sided too: the target's own sending does not pass.
+    filter_case(
+        &["--target", &ps.to_string()],
+        || sender.borrow_mut().kill("USR2", pa),
+        || send(ps, Signal::SIGUSR2),
+        sent("SIGUSR2", pa),
+        sent("SIGUSR2", ps),
+    );
+}
+
+#[test]
+fn filter_comm_signal_exclude_failed() {
+    if !bpf_allowed("filter_comm_signal_exclude_failed") {
+        return;
+    }
+    let a = Agent::start("sigt-alpha");
+    let b = Agent::start("sigt-beta");
+    let (pa, pb) = (a.pid(), b.pid());
+    filter_case(
+        &["--comm", "sigt-alpha"],
+        || send(pb, Signal::SIGUSR2),
+        || send(pa, Signal::SIGUSR2),
+        sent("SIGUSR2", pb),
+        sent("SIGUSR2", pa),
+    );
+    filter_case(
+        &["--pid", &pa.to_string(), "--signal", "USR1,RTMIN+1"],
+        || send(pa, Signal::SIGUSR2),
+        || send(pa, Signal::SIGUSR1),
+        sent("SIGUSR2", pa),
+        sent("SIGUSR1", pa),
+    );
+    filter_case(
+        &["--pid", &pa.to_string(), "--exclude-signal", "SIGUSR2"],
+        || send(pa, Signal::SIGUSR2),
+        || send(pa, Signal::SIGUSR1),
+        sent("SIGUSR2", pa),
+        sent("SIGUSR1", pa),
+    );
+    // --failed keeps what was not queued: the ignored USR2, not the queued USR1.
+    filter_case(
+        &["--pid", &pa.to_string(), "--failed"],
+        || send(pa, Signal::SIGUSR1),
+        || send(pa, Signal::SIGUSR2),
+        sent("SIGUSR1", pa),
+        sent("SIGUSR2", pa),
+    );
+}
+
+#[test]
+fn filter_kernel_user_uid() {
+    if !bpf_allowed("filter_kernel_user_uid") {
+        return;
+    }
+    let mut a = Agent::start("sigt-k");
+    let pa = a.pid();
+    let agent = std::cell::RefCell::new(&mut a);
+    // The SIGALRM of ualarm() comes from the kernel; our kill(2) from a process.
+    filter_case(
+        &["--pid", &pa.to_string(), "--kernel-only"],
+        || send(pa, Signal::SIGUSR1),
+        || {
+            agent.borrow_mut().say("alarm", "got ALRM");
+        },
+        sent("SIGUSR1", pa),
+        |r| sent("SIGALRM", pa)(r) && r["origin"] == "kernel",
+    );
+    filter_case(
+        &["--pid", &pa.to_string(), "--user-only"],
+        || {
+            agent.borrow_mut().say("alarm", "got ALRM");
+        },
+        || send(pa, Signal::SIGUSR1),
+        sent("SIGALRM", pa),
+        |r| sent("SIGUSR1", pa)(r) && r["origin"] == "user",
+    );
+    // --uid: the sender's uid. An agent running as nobody signals itself.
+    let mut nobody = Agent::start_with(
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "perl",
+                "-e",
+                AGENT,
+            ])
+            .arg("sigt-nobody"),
+    );
+    let pn = nobody.pid();
+    let nobody = std::cell::RefCell::new(&mut nobody);
+    filter_case(
+        &["--uid", "65534"],
+        || send(pn, Signal::SIGUSR2),
+        || nobody.borrow_mut().kill("USR2", pn),
+        |r| sent("SIGUSR2", pn)(r) && r["sender"]["uid"] == 0,
+        |r| sent("SIGUSR2", pn)(r) && r["sender"]["uid"] == 65534,
+    );
+}
+
+#[test]
+fn follow_includes_children_created_after_start() {
+    if !bpf_allowed("follow_includes_children_created_after_start") {
+        return;
+    }
+    let mut a = Agent::start("sigt-parent");
+    let mut trace = Trace::start(&[
+        "--format",
+        "json",
+        "--pid",
+        &a.pid().to_string(),
+        "--follow",
+    ]);
+    let mut seen = Vec::new();
+    let line = a.say("fork", "forked");
+    let child: i32 = line
+        .split_whitespace()
+        .last()
+        .and_then(|p| p.parse().ok())
+        .expect("child pid");
+    trace.wait_for(&mut seen, WAIT, sent("SIGUSR2", child));
+    let records = trace.stop_json(seen);
+    assert!(
+        of_type(&records, "fork")
+            .iter()
+            .any(|f| f["child_pid"] == child && f["parent"]["pid"] == a.pid()),
+        "{records:#?}"
+    );
+
+    // Without --follow the child's self-signal is not the parent's business.
+    let trace = Trace::start(&["--format", "json", "--pid", &a.pid().to_string()]);
+    let line = a.say("fork", "forked");
+    let child2: i32 = line
+        .split_whitespace()
+        .last()
+        .and_then(|p| p.parse().ok())
+        .expect("child pid");
+    // Its exit sends the parent a SIGCHLD, which does concern the parent: wait for that.
+    std::thread::sleep(Duration::from_millis(300));
+    let records = trace.stop_json(Vec::new());
+    assert!(
+        !of_type(&records, "generate")
+            .iter()
+            .any(|r| sent("SIGUSR2", child2)(r))
+    );
+    assert!(
+        of_type(&records, "generate")
+            .iter()
+            .any(|r| signal_name(r) == "SIGCHLD")
+    );
+}
+
+fn launch(args: &[&str]) -> (Option<i32>, Vec<Value>, String) {
+    let out = Command::new(SIGTRACE)
+        .args(["--format", "json"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sigtrace");
+    let records = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    (
+        out.status.code(),
+        records,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn launch_exits_with_the_commands_status() {
+    if !bpf_allowed("launch_exits_with_the_commands_status") {
+        return;
+    }
+    // Handled: the shell goes on to exit 7.
+    let (status, records, err) = launch(&["--", "sh", "-c", "trap : USR1; kill -USR1 $$; exit 7"]);
+    assert_eq!(status, Some(7), "{err}");
+    let g = of_type(&records, "generate");
+    assert!(
+        g.iter()
+            .any(|r| signal_name(r) == "SIGUSR1" && r["sender"]["pid"] == r["target"]["pid"])
+    );
+    assert!(
+        of_type(&records, "deliver")
+            .iter()
+            .any(|r| signal_name(r) == "SIGUSR1" && r["outcome"] == "handled")
+    );
+    // Not handled: SIGUSR1 kills the shell, and sigtrace exits as a shell would: 128 + 10.
+    let (status, records, err) = launch(&["--", "sh", "-c", "kill -USR1 $$; exit 7"]);
+    assert_eq!(status, Some(138), "{err}");
+    assert!(
+        of_type(&records, "generate")
+            .iter()
+            .any(|r| signal_name(r) == "SIGUSR1")
+    );
+    let exit = of_type(&records, "exit");
+    assert!(
+        exit.iter()
+            .any(|x| x["status"]["signal"]["name"] == "SIGUSR1"),
+        "{records:#?}"
+    );
+    // A real-time signal: 128 + 36.
+    let (status, _, err) = launch(&["--", "perl", "-e", "kill 36, $$; sleep 1"]);
+    assert_eq!(status, Some(164), "{err}");
+    // A command that cannot run.
+    let (status, _, err) = launch(&["--", "/nonexistent/command"]);
+    assert_eq!(status, Some(127), "{err}");
+}
+
+#[test]
+fn launch_follows_grandchildren() {
+    if !bpf_allowed("launch_follows_grandchildren") {
+        return;
+    }
+    let script =
+        r#"system("perl", "-e", q{system("perl", "-e", q(kill "USR2", $$)); exit 0}); exit 3"#;
+    let (status, records, err) = launch(&["--", "perl", "-e", script]);
+    assert_eq!(status, Some(3), "{err}");
+    let usr2 = of_type(&records, "generate")
+        .into_iter()
+        .find(|r| signal_name(r) == "SIGUSR2")
+        .unwrap_or_else(|| panic!("grandchild's SIGUSR2 missing: {records:#?}"));
+    let grandchild = &usr2["target"]["pid"];
+    let forks = of_type(&records, "fork");
+    let parent_of = |pid: &Value| {
+        forks
+            .iter()
+            .find(|f| &f["child_pid"] == pid)
+            .map(|f| f["parent"]["pid"].clone())
+    };
+    let child = parent_of(grandchild).expect("grandchild was forked by a traced process");
+    assert!(
+        parent_of(&child).is_some(),
+        "its parent was itself forked under trace: {forks:#?}"
+    );
+}
+
+#[test]
+fn summary_counts_equal_the_events() {
+    if !bpf_allowed("summary_counts_equal_the_events") {
+        return;
+    }
+    let (status, records, err) = launch(&[
+        "--summary",
+        "--",
+        "sh",
+        "-c",
+        "trap : USR1; trap '' USR2; kill -USR1 $$; kill -USR1 $$; kill -USR2 $$; kill -USR2 $$; kill -USR2 $$",
+    ]);
+    assert_eq!(status, Some(0), "{err}");
+    let generates = of_type(&records, "generate");
+    let summary = of_type(&records, "summary");
+    assert_eq!(summary.len(), 1);
+    let summary = summary[0];
+    assert_eq!(summary["signals"].as_u64(), Some(generates.len() as u64));
+    let rows = summary["rows"].as_array().expect("rows");
+    let total: u64 = rows.iter().map(|r| r["count"].as_u64().unwrap_or(0)).sum();
+    assert_eq!(total, generates.len() as u64);
+    let count = |sig: &str, outcome: &str| {
+        rows.iter()
+            .filter(|r| r["signal"]["name"] == sig && r["outcome"] == outcome)
+            .map(|r| r["count"].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    assert_eq!(count("SIGUSR1", "handled"), 2, "{summary}");
+    assert_eq!(count("SIGUSR2", "ignored"), 3, "{summary}");
+    // The text table too.
+    let out = Command::new(SIGTRACE)
+        .args([
+            "--summary-only",
+            "--",
+            "sh",
+            "-c",
+            "trap '' USR2; kill -USR2 $$",
+        ])
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().any(|l| l.contains("SIGUSR2")
+            && l.contains("ignored")
+            && l.trim_start().starts_with('1')),
+        "{text}"
+    );
+    assert!(
+        !text.contains("SI_USER"),
+        "no per-event lines with --summary-only: {text}"
+    );
+}
+
+#[test]
+fn losses_are_counted_exactly() {
+    if !bpf_allowed("losses_are_counted_exactly") {
+        return;
+    }
+    const N: u64 = 20_000;
+    let mut a = Agent::start("sigt-storm");
+    let trace = Trace::start(&[
+        "--format",
+        "json",
+        "--ring-size",
+        "4K",
+        "--pid",
+        &a.pid().to_string(),
+    ]);
+    a.say(&format!("storm {N}"), "stormed");
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, out, err) = trace.stop_with(Signal::SIGINT);
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "lost events → exit 3; stderr {err:?}"
+    );
+    let records: Vec<Value> = out
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let received = records
+        .iter()
+        .filter(|r| {
+            (r["type"] == "generate" || r["type"] == "deliver") && signal_name(r) == "SIGUSR1"
+        })
+        .count() as u64;
+    let losses = of_type(&records, "loss");
+    assert!(!losses.is_empty(), "a loss record in the stream");
+    let total_lost = losses
+        .last()
+        .and_then(|l| l["total_lost"].as_u64())
+        .expect("total");
+    let sum_lost: u64 = losses.iter().filter_map(|l| l["lost"].as_u64()).sum();
+    assert_eq!(sum_lost, total_lost);
+    assert!(total_lost > 0);
+    // Each kill(2) to itself is one generate and one deliver record: nothing unaccounted.
+    assert_eq!(
+        received + total_lost,
+        2 * N,
+        "received {received} + lost {total_lost}"
+    );
+    let summary_line = err
+        .iter()
+        .find(|l| l.contains(" lost"))
+        .expect("totals on stderr");
+    assert!(
+        summary_line.contains(&format!("{total_lost} lost")),
+        "{summary_line}"
+    );
+}
+
+#[test]
+fn sigaction_history_in_order() {
+    if !bpf_allowed("sigaction_history_in_order") {
+        return;
+    }
+    let (status, records, err) =
+        launch(&["--", "sh", "-c", "trap : USR1; trap - USR1; trap '' USR1"]);
+    assert_eq!(status, Some(0), "{err}");
+    let changes: Vec<(&str, &str)> = of_type(&records, "sigaction")
+        .into_iter()
+        .filter(|r| signal_name(r) == "SIGUSR1")
+        .map(|r| {
+            (
+                r["old"]["action"].as_str().unwrap_or(""),
+                r["new"]["action"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("default", "handler"),
+            ("handler", "default"),
+            ("default", "ignore")
+        ],
+        "{records:#?}"
+    );
+}
+
+#[test]
+fn output_file_appends_and_time_modes() {
+    if !bpf_allowed("output_file_appends_and_time_modes") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("trace.jsonl");
+    std::fs::write(&path, "previous line\n").expect("seed");
+    let status = Command::new(SIGTRACE)
+        .args(["--format", "json", "-o"])
+        .arg(&path)
+        .args(["--", "sh", "-c", "trap '' USR2; kill -USR2 $$"])
+        .stderr(Stdio::null())
+        .status()
+        .expect("run");
+    assert!(status.success());
+    let text = std::fs::read_to_string(&path).expect("read");
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("previous line"));
+    let rest: Vec<Value> = lines
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let g = of_type(&rest, "generate");
+    assert!(g.iter().any(|r| signal_name(r) == "SIGUSR2"));
+    let time = g[0]["time"].as_str().expect("time");
+    assert!(
+        time.ends_with('Z') && time.contains('T'),
+        "RFC 3339: {time}"
+    );
+    assert!(g[0]["mono_ns"].as_u64().is_some());
+
+    let text_of = |flag: &str| {
+        let out = Command::new(SIGTRACE)
+            .args([flag, "--", "sh", "-c", "trap '' USR2; kill -USR2 $$"])
+            .output()
+            .expect("run");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.contains("SIGUSR2") && l.contains("SI_USER"))
+            .map(str::to_string)
+            .expect("event line")
+    };
+    let relative = text_of("-r");
+    assert!(relative.trim_start().starts_with("0."), "{relative}");
+    let none = text_of("--no-time");
+    assert!(none.starts_with("SIGUSR2"), "{none}");
+}
