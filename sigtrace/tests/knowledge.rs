@@ -404,7 +404,7 @@ fn show_names_the_controlling_tty_and_its_foreground_group() {
     let text = sigtrace_ok(&["show", &child.pid_text()]);
     assert!(
         text.contains(&format!(
-            "\ntty       {expected}, foreground pgrp {}\n",
+            "\ntty            {expected}, foreground pgrp {}\n",
             child.pid()
         )),
         "{text}"

@@ -58,7 +58,9 @@ fn ensure_rust_src() -> anyhow::Result<()> {
     if installed.lines().any(|l| l.starts_with("rust-src")) {
         return Ok(());
     }
-    eprintln!("xtask setup: adding rust-src to the nightly toolchain (needed for -Z build-std=core)");
+    eprintln!(
+        "xtask setup: adding rust-src to the nightly toolchain (needed for -Z build-std=core)"
+    );
     exec(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))
         .context("step 'rust-src' failed; run `rustup component add rust-src --toolchain nightly` by hand to see why")
 }
@@ -80,8 +82,11 @@ fn nightly_llvm() -> anyhow::Result<NightlyLlvm> {
         .split('.')
         .next()
         .and_then(|m| m.trim().parse().ok())
-        .with_context(|| format!("step 'nightly LLVM' failed: cannot read LLVM version {llvm:?}"))?;
-    let sysroot = stdout_of(Command::new("rustc").args([&format!("+{NIGHTLY}"), "--print", "sysroot"]))?;
+        .with_context(|| {
+            format!("step 'nightly LLVM' failed: cannot read LLVM version {llvm:?}")
+        })?;
+    let sysroot =
+        stdout_of(Command::new("rustc").args([&format!("+{NIGHTLY}"), "--print", "sysroot"]))?;
     let lib_dir = Path::new(sysroot.trim()).join("lib");
     // The versioned library (libLLVM.so.22.1-rust-…), not the libLLVM-22-rust-… link name.
     let prefix = format!("libLLVM.so.{major}");
@@ -160,7 +165,11 @@ fn ensure_bpf_linker() -> anyhow::Result<()> {
     for link in [lib.join("libLLVM.so"), lib.join(file_name)] {
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(&llvm.library, &link).with_context(|| {
-            format!("step 'bpf-linker' failed: cannot link {} → {}", link.display(), llvm.library.display())
+            format!(
+                "step 'bpf-linker' failed: cannot link {} → {}",
+                link.display(),
+                llvm.library.display()
+            )
         })?;
     }
     exec(

@@ -17,8 +17,21 @@ pub fn run() -> anyhow::Result<()> {
     eprintln!("xtask test: clippy (eBPF crate, bpfel-unknown-none)");
     exec(
         Command::new("rustup")
-            .args(["run", "nightly", "cargo", "clippy", "--package", "sigtrace-ebpf"])
-            .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core", "--release"])
+            .args([
+                "run",
+                "nightly",
+                "cargo",
+                "clippy",
+                "--package",
+                "sigtrace-ebpf",
+            ])
+            .args([
+                "--target",
+                "bpfel-unknown-none",
+                "-Z",
+                "build-std=core",
+                "--release",
+            ])
             .args(["--", "-D", "warnings"])
             .env_remove("RUSTC")
             .env_remove("RUSTUP_TOOLCHAIN")

@@ -14,8 +14,9 @@ use std::io::Write;
 struct DiffJson {
     left: ProcessJson,
     right: ProcessJson,
-    /// Labels of the process facts that differ ("parent", "pgrp", "tty", "caught", ...).
-    differing_facts: Vec<&'static str>,
+    /// The process facts that differ: "parent", "pgrp", "session", "tty", "caught",
+    /// "ignored", "blocked", "pending_thread", "pending_shared".
+    differing_facts: Vec<String>,
     /// The signals whose state differs, in number order.
     differing: Vec<SignalDiffJson>,
 }
@@ -95,7 +96,7 @@ pub(super) fn run(args: &DiffArgs, out: &mut dyn Write) -> Result<(), Error> {
                 differing_facts: compared_facts(&left, &right)
                     .into_iter()
                     .filter(|(_, _, _, differs)| *differs)
-                    .map(|(label, ..)| label)
+                    .map(|(label, ..)| label.replace(' ', "_"))
                     .collect(),
                 differing: pairs
                     .iter()

@@ -41,7 +41,8 @@ pub enum ColorChoice {
 pub struct MaskArgs {
     /// Signal masks: 0x4b813efb, ps's 16-digit column (000000004b813efb), a pasted
     /// /proc/PID/status line ("SigCgt: 0000000000014002"), binary (0b...) or decimal.
-    /// Bare digits are hex when they start with 0 or are 16 digits long, decimal otherwise.
+    /// Bare digits are hex when they contain a-f, start with 0 or are 16 digits long (the
+    /// ps form), decimal otherwise; the output shows how each was read.
     #[arg(required = true, value_name = "MASK")]
     pub masks: Vec<String>,
     /// Also show alias names (SIGIOT, SIGCLD, SIGPOLL, SIGUNUSED).

@@ -173,19 +173,13 @@ pub(super) fn fact_lines(facts: &ProcessFacts) -> Vec<(&'static str, String)> {
         ("caught", masks.caught.hex()),
         ("ignored", masks.ignored.hex()),
         ("blocked", masks.blocked.hex()),
-        (
-            "pending",
-            format!(
-                "{} thread, {} shared",
-                masks.pending_thread.hex(),
-                masks.pending_shared.hex()
-            ),
-        ),
+        ("pending thread", masks.pending_thread.hex()),
+        ("pending shared", masks.pending_shared.hex()),
     ]
 }
 
 /// Width of the label column of the fact lines.
-pub(super) const LABEL_WIDTH: usize = 9;
+pub(super) const LABEL_WIDTH: usize = 14;
 /// Widths of the signal table's columns.
 pub(super) const NAME_WIDTH: usize = 11;
 const DISPOSITION_WIDTH: usize = 13;
@@ -361,10 +355,11 @@ mod tests {
     fn text_lists_all_64_signals_under_the_facts() {
         let text = render(&sample(), &args(false, false));
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "process   4242 (bash), state S");
-        assert_eq!(lines[1], "parent    4200 (sshd)");
-        assert_eq!(lines[2], "pgrp      4242 (in the background)");
-        assert_eq!(lines[4], "tty       pts/3, foreground pgrp 4250");
+        assert_eq!(lines[0], "process        4242 (bash), state S");
+        assert_eq!(lines[1], "parent         4200 (sshd)");
+        assert_eq!(lines[2], "pgrp           4242 (in the background)");
+        assert_eq!(lines[4], "tty            pts/3, foreground pgrp 4250");
+        assert_eq!(lines[9], "pending shared 0x0000000000000800");
         let table: Vec<&str> = lines
             .iter()
             .skip_while(|l| !l.starts_with("NUM"))

@@ -193,7 +193,9 @@ impl SigSet {
     /// - a pasted /proc line, `SigCgt:\t0000000000014002`: the value after the label is hex;
     /// - digits containing a-f, or starting with `0` (the zero-padded form of `ps` and
     ///   /proc, `000000004b813efb`), are hex;
-    /// - other digits are decimal (`1266761471`) — decimal numbers never start with 0.
+    /// - other digits are decimal (`1266761471`): decimal numbers never start with 0. A
+    ///   16-digit decimal number reads as hex (the ps form wins); `parse_as` with
+    ///   `MaskFormat::Decimal` reads it as decimal.
     ///
     /// A value wider than 64 bits is an error, not a truncation.
     pub fn parse(text: &str) -> Result<SigSet, ParseMaskError> {
@@ -384,6 +386,12 @@ mod tests {
         assert_eq!(SigSet::parse("0"), Ok(SigSet::EMPTY));
         assert_eq!(SigSet::parse("0000000000000010"), Ok(SigSet(0x10)));
         assert_eq!(SigSet::parse("10"), Ok(SigSet(10)));
+        // 16 digits is the ps/proc form, even when it could be decimal.
+        assert_eq!(SigSet::parse("1000000000000000"), Ok(SigSet(1 << 60)));
+        assert_eq!(
+            SigSet::parse_as("1000000000000000", MaskFormat::Decimal),
+            Ok(SigSet(1_000_000_000_000_000))
+        );
         assert_eq!(
             SigSet::parse("0b00000000000001"),
             Ok(SigSet(0x0b00_0000_0000_0001))
@@ -502,19 +510,37 @@ mod tests {
         #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
         #[test]
         fn every_format_round_trips(raw in any::<u64>()) {
-            let set = SigSet(raw);
-            for format in MaskFormat::ALL {
-                prop_assert_eq!(SigSet::parse_as(&set.format(format), format), Ok(set), "{:?}", format);
-            }
-            // The auto-detecting parser reads every numeric format back too (decimal only
-            // when it cannot be mistaken for zero-padded hex, i.e. it does not start with 0).
-            for format in [MaskFormat::Hex, MaskFormat::Ps, MaskFormat::Bits] {
-                prop_assert_eq!(SigSet::parse(&set.format(format)), Ok(set), "{:?}", format);
-            }
-            prop_assert_eq!(SigSet::parse(&format!("SigBlk:\t{}", set.ps())), Ok(set));
-            if raw != 0 {
-                prop_assert_eq!(SigSet::parse(&set.format(MaskFormat::Decimal)), Ok(set));
-            }
+            round_trip(SigSet(raw))?;
         }
+
+        /// Masks of a few signals: small numbers, where decimal and hex look alike.
+        #[test]
+        fn sparse_masks_round_trip(numbers in proptest::collection::vec(1..=NSIG, 0..5)) {
+            round_trip(SigSet::from_signals(numbers.into_iter().map(Signal)))?;
+        }
+    }
+
+    fn round_trip(set: SigSet) -> Result<(), TestCaseError> {
+        let raw = set.0;
+        for format in MaskFormat::ALL {
+            prop_assert_eq!(
+                SigSet::parse_as(&set.format(format), format),
+                Ok(set),
+                "{:?}",
+                format
+            );
+        }
+        // The auto-detecting parser reads every numeric format back too; decimal only
+        // when it cannot be taken for the zero-padded hex of ps and /proc (a leading 0,
+        // or exactly 16 digits — then --decimal / parse_as is what reads it).
+        for format in [MaskFormat::Hex, MaskFormat::Ps, MaskFormat::Bits] {
+            prop_assert_eq!(SigSet::parse(&set.format(format)), Ok(set), "{:?}", format);
+        }
+        prop_assert_eq!(SigSet::parse(&format!("SigBlk:\t{}", set.ps())), Ok(set));
+        let decimal = set.format(MaskFormat::Decimal);
+        if raw != 0 && decimal.len() != 16 {
+            prop_assert_eq!(SigSet::parse(&decimal), Ok(set));
+        }
+        Ok(())
     }
 }

@@ -14,8 +14,9 @@
 mod codes;
 mod mask;
 
-// The numbering of the running architecture. Only the asm-generic layout exists so far;
-// another layout is a sibling file with the same items.
+// The numbering of the running architecture. x86_64 (and arm64, riscv, ...) use the
+// asm-generic numbers; an architecture with its own (alpha, mips, sparc, parisc) gets a
+// sibling file with the same items and a line here.
 #[cfg(any(
     target_arch = "x86_64",
     target_arch = "x86",
@@ -26,8 +27,19 @@ mod mask;
     target_arch = "s390x",
     target_arch = "powerpc64"
 ))]
-#[path = "x86_64.rs"]
+#[path = "asm_generic.rs"]
 mod arch;
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "x86",
+    target_arch = "aarch64",
+    target_arch = "arm",
+    target_arch = "riscv64",
+    target_arch = "loongarch64",
+    target_arch = "s390x",
+    target_arch = "powerpc64"
+)))]
+compile_error!("no signal numbering for this architecture: add one next to signals/asm_generic.rs");
 
 pub use arch::{NSIG, num};
 pub use codes::{code_name, result_name};
@@ -169,8 +181,10 @@ impl Signal {
             return standard.description;
         }
         match self.0 {
-            32 => "Reserved by glibc: thread cancellation (SIGCANCEL), not a SIGRTMIN signal",
-            33 => {
+            num::SIGCANCEL => {
+                "Reserved by glibc: thread cancellation (SIGCANCEL), not a SIGRTMIN signal"
+            }
+            num::SIGSETXID => {
                 "Reserved by glibc: set*id() broadcast to threads (SIGSETXID), not a SIGRTMIN signal"
             }
             n if (num::SIGRTMIN..=num::SIGRTMAX).contains(&n) => {

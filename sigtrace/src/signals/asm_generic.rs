@@ -1,6 +1,6 @@
-//! Signal numbers, names and default actions for the "asm-generic" numbering that x86_64
-//! uses (arch/x86/include/uapi/asm/signal.h, identical in numbers to
-//! include/uapi/asm-generic/signal.h, which arm64, riscv and loongarch use too).
+//! Signal numbers, names and default actions for x86_64, whose numbering
+//! (arch/x86/include/uapi/asm/signal.h) is the asm-generic one
+//! (include/uapi/asm-generic/signal.h) that arm64, riscv and loongarch use too.
 //!
 //! Another architecture with its own numbering (alpha, mips, sparc, parisc) gets a sibling
 //! file exporting the same items (`num`, `STANDARD`, `NSIG`), selected in `signals/mod.rs`.
@@ -51,6 +51,10 @@ pub mod num {
     /// The kernel's first real-time signal. glibc keeps 32 and 33 for itself (see
     /// `SIGRTMIN`), so programs never see these two as "real-time signals".
     pub const KERNEL_SIGRTMIN: i32 = 32;
+    /// glibc's internal name for 32: cancels a thread (pthread_cancel).
+    pub const SIGCANCEL: i32 = 32;
+    /// glibc's internal name for 33: makes every thread apply a set*id() call.
+    pub const SIGSETXID: i32 = 33;
     /// glibc's SIGRTMIN, the one `kill -l` and programs see: 32 is NPTL's SIGCANCEL
     /// (thread cancellation) and 33 its SIGSETXID (setuid & co. broadcast to all threads).
     pub const SIGRTMIN: i32 = 34;
