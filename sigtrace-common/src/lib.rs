@@ -57,7 +57,8 @@ pub struct Recipient {
     pub blocked: u64,
     pub caught: u64,
     pub ignored: u64,
-    /// Thread-pending | shared-pending, before this signal was queued.
+    /// Thread-pending | shared-pending, read after this signal was queued (so it includes
+    /// this signal, and SIGKILL when the signal is fatal).
     pub pending: u64,
     /// The action installed for this very signal: 0 SIG_DFL, 1 SIG_IGN, else a handler.
     pub handler: u64,

@@ -112,21 +112,25 @@ fn read<T: Default>(base: u64, off: u32) -> T {
     unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) }.unwrap_or_default()
 }
 
-/// The global number of a `struct pid *` (numbers[0].nr), and its number in its own
-/// namespace (numbers[level].nr).
+/// The global number of a `struct pid *` (numbers[0].nr), and its number in the namespace at
+/// `level` (0 when the pid is not visible there), and the pid's own level.
 #[inline(always)]
-fn pid_numbers(pid: u64) -> (u32, u32, u32) {
+fn pid_numbers(pid: u64, level: Option<u32>) -> (u32, u32, u32) {
     if pid == 0 {
         return (0, 0, 0);
     }
     let numbers = conf!(offsets.pid_numbers);
     let global: u32 = read(pid, numbers);
-    let level: u32 = read(pid, conf!(offsets.pid_level));
-    if level == 0 || level > 31 {
-        return (global, global, 0);
+    let own_level: u32 = read(pid, conf!(offsets.pid_level));
+    let level = level.unwrap_or(own_level);
+    if level == 0 {
+        return (global, global, own_level);
     }
-    let own: u32 = read(pid, numbers + level * conf!(offsets.upid_size));
-    (global, own, level)
+    if level > own_level || level > 31 {
+        return (global, 0, own_level);
+    }
+    let in_ns: u32 = read(pid, numbers + level * conf!(offsets.upid_size));
+    (global, in_ns, own_level)
 }
 
 #[inline(always)]
@@ -258,9 +262,10 @@ fn sender_syscall(current: u64, sig: i32) -> (u32, i64) {
 #[inline(always)]
 fn snapshot_recipient(task: u64, sig: i32, out: &mut Recipient) {
     let signal: u64 = read(task, conf!(offsets.task_signal));
-    let (_, ns_tgid, level) = pid_numbers(signal_pid(signal, PIDTYPE_TGID));
-    let (pgid, ns_pgid, _) = pid_numbers(signal_pid(signal, PIDTYPE_PGID));
-    let (sid, ns_sid, _) = pid_numbers(signal_pid(signal, PIDTYPE_SID));
+    // Numbers as the recipient sees them: in the namespace of its own (tgid) level.
+    let (_, ns_tgid, level) = pid_numbers(signal_pid(signal, PIDTYPE_TGID), None);
+    let (pgid, ns_pgid, _) = pid_numbers(signal_pid(signal, PIDTYPE_PGID), Some(level));
+    let (sid, ns_sid, _) = pid_numbers(signal_pid(signal, PIDTYPE_SID), Some(level));
     out.pgid = pgid;
     out.sid = sid;
     out.ns_tgid = ns_tgid;
@@ -282,7 +287,7 @@ fn snapshot_recipient(task: u64, sig: i32, out: &mut Recipient) {
                 &mut out.tty,
             )
         };
-        out.tty_fg_pgid = pid_numbers(read(tty, conf!(offsets.tty_pgrp))).0;
+        out.tty_fg_pgid = pid_numbers(read(tty, conf!(offsets.tty_pgrp)), Some(0)).0;
     }
     let sighand: u64 = read(task, conf!(offsets.task_sighand));
     let Some(actions) = ACTIONS.get_ptr_mut(0) else {
@@ -415,8 +420,8 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
     if flags & flag::PGRP_FILTER != 0 {
         let sender_signal: u64 = read(current, conf!(offsets.task_signal));
         let target_signal: u64 = read(task, conf!(offsets.task_signal));
-        let sender_pgid = pid_numbers(signal_pid(sender_signal, PIDTYPE_PGID)).0;
-        let target_pgid = pid_numbers(signal_pid(target_signal, PIDTYPE_PGID)).0;
+        let sender_pgid = pid_numbers(signal_pid(sender_signal, PIDTYPE_PGID), Some(0)).0;
+        let target_pgid = pid_numbers(signal_pid(target_signal, PIDTYPE_PGID), Some(0)).0;
         if side_of(&PGRPS, sender_pgid) & side::SENDER == 0
             && side_of(&PGRPS, target_pgid) & side::TARGET == 0
         {

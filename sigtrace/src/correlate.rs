@@ -332,8 +332,8 @@ pub fn delivery_outcome(sig: i32, handler: u64, group_exit_code: i32) -> (Outcom
             DefaultAction::Ign => Outcome::Ignored,
             DefaultAction::Stop => Outcome::Stopped,
             DefaultAction::Cont => Outcome::Continued,
-            DefaultAction::Term => Outcome::Terminated { core: false },
-            DefaultAction::Core => Outcome::Terminated { core: true },
+            // Whether a core was really dumped (ulimit -c, core_pattern) only the exit says.
+            DefaultAction::Term | DefaultAction::Core => Outcome::Terminated { core: false },
         },
     };
     (outcome, None)
@@ -548,8 +548,12 @@ impl Correlator {
             f.last_ts = f.last_ts.max(ts);
             if let Some(m) = f.members.iter_mut().find(|m| m.tgid == tgid) {
                 m.exit = Some((status, since));
-                if !m.outcome.is_final() {
-                    m.outcome = Outcome::PendingAtExit;
+                match (m.outcome, status) {
+                    (Outcome::Terminated { .. }, ExitStatus::Killed { core, .. }) => {
+                        m.outcome = Outcome::Terminated { core };
+                    }
+                    (outcome, _) if !outcome.is_final() => m.outcome = Outcome::PendingAtExit,
+                    _ => {}
                 }
             }
         }

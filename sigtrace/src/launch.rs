@@ -41,9 +41,19 @@ pub fn spawn_held(command: &[String]) -> Result<Held, Error> {
         return Err(Error::BadInput("no command given after --".into()));
     }
     let (gate_read, gate_write) = pipe().map_err(|e| Error::io("pipe", e.into()))?;
+    // Rust ignores SIGPIPE in its own process; the command must inherit the default, as from
+    // any shell. Restored around the fork rather than in the child, where the change would be
+    // a traced rt_sigaction of our own.
+    // SAFETY: single-threaded; plain signal(2) calls.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     // SAFETY: called before any other thread exists; the child only calls async-signal-safe
     // functions (read, prctl, execvp, write, _exit) before exec.
-    match unsafe { fork() }.map_err(|e| Error::io("fork", e.into()))? {
+    let forked = unsafe { fork() };
+    if !matches!(forked, Ok(ForkResult::Child)) {
+        // SAFETY: as above; the parent ignores SIGPIPE again (EPIPE ends output quietly).
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    }
+    match forked.map_err(|e| Error::io("fork", e.into()))? {
         ForkResult::Child => {
             drop(gate_write);
             // While held, die with the tracer; the real command must outlive it, like any
@@ -56,12 +66,8 @@ pub fn spawn_held(command: &[String]) -> Result<Held, Error> {
                 // SAFETY: _exit is async-signal-safe.
                 unsafe { libc::_exit(127) };
             }
-            // SAFETY: as above. Rust ignores SIGPIPE in its own process; the command must get
-            // the default back, as any shell would give it.
-            unsafe {
-                libc::prctl(libc::PR_SET_PDEATHSIG, 0);
-                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-            }
+            // SAFETY: as above.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0) };
             let err = nix::unistd::execvp(&argv[0], &argv).err();
             let msg = format!(
                 "sigtrace: cannot run {}: {}\n",

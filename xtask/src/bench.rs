@@ -1,8 +1,439 @@
-//! `cargo xtask bench` (written with issue 6).
+//! `cargo xtask bench`: what tracing costs a process that does nothing but signal itself
+//! (`storm`, a SIGUSR1 handler installed). Modes run interleaved, several rounds, so that
+//! machine noise hits them alike; the table shows medians and ratios to untraced.
+//!
+//! Modes: untraced; sigtrace system-wide, text to /dev/null; the same with JSON; sigtrace
+//! filtered to an unrelated pid; bpftrace printing the same two tracepoints (tracefs mounted
+//! in a private mount namespace). For sigtrace it also measures the time from start to
+//! "ready", the RSS sampled during the storm and the peak RSS, and events received and lost.
+
+use std::{
+    fs,
+    io::{BufRead, BufReader, Read},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::{exec::exec, run::BINARY, test::is_root};
+
+const STORM: &str = "target/release/examples/storm";
 
 #[derive(clap::Args)]
-pub struct BenchArgs {}
+pub struct BenchArgs {
+    /// Signals per storm.
+    #[arg(long, default_value_t = 1_000_000)]
+    signals: u64,
+    /// Signals per storm under bpftrace (it is an order of magnitude slower).
+    #[arg(long, default_value_t = 200_000)]
+    bpftrace_signals: u64,
+    /// Rounds; each runs every mode once.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Skip bpftrace even when it is installed.
+    #[arg(long)]
+    no_bpftrace: bool,
+}
 
-pub fn run(_args: &BenchArgs) -> anyhow::Result<()> {
-    anyhow::bail!("the benchmark is not written yet")
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    Untraced,
+    Text,
+    Json,
+    Filtered,
+    Bpftrace,
+}
+
+impl Mode {
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Untraced => "untraced",
+            Mode::Text => "sigtrace (text > /dev/null)",
+            Mode::Json => "sigtrace --format json > /dev/null",
+            Mode::Filtered => "sigtrace --pid <unrelated>",
+            Mode::Bpftrace => "bpftrace (printf per event)",
+        }
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct Sample {
+    ns_per_signal: f64,
+    events: u64,
+    expected: u64,
+    lost: u64,
+    ready_ms: f64,
+    rss_storm_kib: u64,
+    hwm_kib: u64,
+}
+
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    if !is_root() {
+        bail!("the benchmark loads BPF programs: run it as root (sudo -E cargo xtask bench)");
+    }
+    exec(Command::new("cargo").args([
+        "build",
+        "--release",
+        "--package",
+        "sigtrace",
+        "--bin",
+        "sigtrace",
+        "--example",
+        "storm",
+    ]))?;
+    let mut modes = vec![Mode::Untraced, Mode::Text, Mode::Json, Mode::Filtered];
+    if !args.no_bpftrace {
+        if ensure_bpftrace() {
+            modes.push(Mode::Bpftrace);
+        } else {
+            eprintln!(
+                "bench: bpftrace is not installed and could not be (apt-get install bpftrace); skipping it"
+            );
+        }
+    }
+    // An unrelated process for the filtered mode: ours, ended at the end.
+    let mut unrelated = Command::new("sleep")
+        .arg("3600")
+        .spawn()
+        .context("spawn sleep")?;
+    let started = Instant::now();
+    let mut samples: Vec<(Mode, Sample)> = Vec::new();
+    for round in 1..=args.rounds {
+        for &mode in &modes {
+            let n = if mode == Mode::Bpftrace {
+                args.bpftrace_signals
+            } else {
+                args.signals
+            };
+            let sample = run_mode(mode, n, unrelated.id())
+                .with_context(|| format!("round {round}, {}", mode.label()))?;
+            eprintln!(
+                "bench: round {round} {:<38} {:>8.0} ns/signal  events {}/{}  lost {}",
+                mode.label(),
+                sample.ns_per_signal,
+                sample.events,
+                sample.expected,
+                sample.lost
+            );
+            samples.push((mode, sample));
+        }
+    }
+    let _ = unrelated.kill();
+    let _ = unrelated.wait();
+    print_table(&modes, &samples, args, started.elapsed());
+    Ok(())
+}
+
+fn ensure_bpftrace() -> bool {
+    let works = || {
+        Command::new("bpftrace")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if works() {
+        return true;
+    }
+    eprintln!("bench: installing bpftrace (apt-get install -y bpftrace) to compare against");
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "bpftrace"])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    // A fresh machine may have no package lists yet.
+    if !install() {
+        let _ = Command::new("apt-get")
+            .args(["update", "-q"])
+            .stdout(Stdio::null())
+            .status();
+        install();
+    }
+    works()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+fn print_table(modes: &[Mode], samples: &[(Mode, Sample)], args: &BenchArgs, took: Duration) {
+    let of = |mode: Mode| -> Vec<Sample> {
+        samples
+            .iter()
+            .filter(|(m, _)| *m == mode)
+            .map(|(_, s)| *s)
+            .collect()
+    };
+    let base = median(of(Mode::Untraced).iter().map(|s| s.ns_per_signal).collect());
+    println!(
+        "\n{} rounds, {} signals per storm ({} under bpftrace), medians; took {:.0?}\n",
+        args.rounds, args.signals, args.bpftrace_signals, took
+    );
+    println!(
+        "| {:<36} | {:>9} | {:>6} | {:>21} | {:>7} | {:>8} | {:>10} | {:>8} |",
+        "mode",
+        "ns/signal",
+        "ratio",
+        "events (got/expected)",
+        "lost",
+        "ready ms",
+        "RSS storm",
+        "peak RSS"
+    );
+    println!(
+        "|{:-<38}|{:->11}|{:->8}|{:->23}|{:->9}|{:->10}|{:->12}|{:->10}|",
+        "", "", "", "", "", "", "", ""
+    );
+    for &mode in modes {
+        let s = of(mode);
+        let ns = median(s.iter().map(|x| x.ns_per_signal).collect());
+        let events = median(s.iter().map(|x| x.events as f64).collect());
+        let expected = median(s.iter().map(|x| x.expected as f64).collect());
+        let lost: u64 = s.iter().map(|x| x.lost).sum();
+        let ready = median(s.iter().map(|x| x.ready_ms).collect());
+        let rss = s.iter().map(|x| x.rss_storm_kib).max().unwrap_or(0);
+        let hwm = s.iter().map(|x| x.hwm_kib).max().unwrap_or(0);
+        let traced = matches!(mode, Mode::Text | Mode::Json | Mode::Filtered);
+        let dash = |v: String| if traced { v } else { "-".to_string() };
+        println!(
+            "| {:<36} | {:>9.0} | {:>5.2}× | {:>21} | {:>7} | {:>8} | {:>10} | {:>8} |",
+            mode.label(),
+            ns,
+            ns / base,
+            if mode == Mode::Untraced {
+                "-".to_string()
+            } else {
+                format!("{events:.0}/{expected:.0}")
+            },
+            if mode == Mode::Untraced {
+                "-".to_string()
+            } else {
+                format!("{lost} (sum)")
+            },
+            dash(format!("{ready:.0}")),
+            dash(format!("{:.1} MiB", rss as f64 / 1024.0)),
+            dash(format!("{:.1} MiB", hwm as f64 / 1024.0)),
+        );
+    }
+    println!(
+        "\nexpected: the storm's generate + deliver records; the system-wide modes also count other processes' signals.\n\
+         lost: records the kernel could not reserve (sigtrace: its exact per-CPU counter; bpftrace: its 'Lost N events' lines)."
+    );
+}
+
+fn storm(n: u64) -> anyhow::Result<f64> {
+    let out = Command::new(STORM)
+        .arg(n.to_string())
+        .output()
+        .context("run storm")?;
+    if !out.status.success() {
+        bail!("storm failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .context("storm printed no number")
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Samples VmRSS of `pid` until stopped; returns the maximum seen.
+fn rss_sampler(pid: u32) -> (Arc<AtomicBool>, thread::JoinHandle<u64>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let handle = thread::spawn(move || {
+        let mut max = 0;
+        while !flag.load(Ordering::Relaxed) {
+            max = max.max(status_kib(pid, "VmRSS:"));
+            thread::sleep(Duration::from_millis(10));
+        }
+        max
+    });
+    (stop, handle)
+}
+
+fn run_mode(mode: Mode, n: u64, unrelated: u32) -> anyhow::Result<Sample> {
+    match mode {
+        Mode::Untraced => Ok(Sample {
+            ns_per_signal: storm(n)?,
+            ..Default::default()
+        }),
+        Mode::Bpftrace => run_bpftrace(n),
+        _ => run_sigtrace(mode, n, unrelated),
+    }
+}
+
+fn interrupt(child: &Child) {
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc_kill(child.id() as i32, 2) };
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+fn run_sigtrace(mode: Mode, n: u64, unrelated: u32) -> anyhow::Result<Sample> {
+    let mut cmd = Command::new(BINARY);
+    match mode {
+        Mode::Json => {
+            cmd.args(["--format", "json"]);
+        }
+        Mode::Filtered => {
+            cmd.args(["--pid", &unrelated.to_string()]);
+        }
+        _ => {}
+    }
+    let spawned = Instant::now();
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .context("spawn sigtrace")?;
+    let mut stderr = BufReader::new(child.stderr.take().context("stderr")?);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if stderr.read_line(&mut line)? == 0 {
+            let _ = child.wait();
+            bail!("sigtrace ended before it was ready");
+        }
+        if line.contains("sigtrace: ready") {
+            break;
+        }
+    }
+    let ready_ms = spawned.elapsed().as_secs_f64() * 1e3;
+    let (stop, sampler) = rss_sampler(child.id());
+    let ns = storm(n);
+    // Let it drain what the storm left in the ring before stopping it.
+    thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let rss_storm_kib = sampler.join().unwrap_or(0);
+    let hwm_kib = status_kib(child.id(), "VmHWM:");
+    interrupt(&child);
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest)?;
+    let status = child.wait()?;
+    let ns = ns?;
+    // "sigtrace: N events, M lost"
+    let totals = rest
+        .lines()
+        .find(|l| l.contains(" events, "))
+        .with_context(|| format!("no totals from sigtrace ({status}): {rest}"))?;
+    let numbers: Vec<u64> = totals
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let (events, lost) = match numbers.as_slice() {
+        [events, lost, ..] => (*events, *lost),
+        _ => bail!("cannot read totals: {totals}"),
+    };
+    Ok(Sample {
+        ns_per_signal: ns,
+        events,
+        expected: if mode == Mode::Filtered { 0 } else { 2 * n },
+        lost,
+        ready_ms,
+        rss_storm_kib,
+        hwm_kib,
+    })
+}
+
+fn program_count(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .map(|dir| {
+            dir.flatten()
+                .filter(|e| fs::read_to_string(e.path()).is_ok_and(|s| s.contains("prog_id:")))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn run_bpftrace(n: u64) -> anyhow::Result<Sample> {
+    const SCRIPT: &str = r#"tracepoint:signal:signal_generate { printf("%d %s -> %d sig %d res %d\n", pid, comm, args->pid, args->sig, args->result); }
+tracepoint:signal:signal_deliver { printf("%d %s deliver sig %d handler %lx\n", pid, comm, args->sig, args->sa_handler); }"#;
+    // tracefs is not mounted on these machines: mount it in a private namespace.
+    let mut child = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null; exec bpftrace -e '{SCRIPT}'"
+        ))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .context("spawn bpftrace")?;
+    let lines = Arc::new(AtomicU64::new(0));
+    let counter = lines.clone();
+    let stdout = child.stdout.take().context("stdout")?;
+    let reader = thread::spawn(move || {
+        let mut reader = BufReader::with_capacity(1 << 16, stdout);
+        let mut buf = Vec::new();
+        while reader.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
+            if buf.windows(4).any(|w| w == b"sig ") {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            buf.clear();
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while program_count(child.id()) < 2 {
+        if Instant::now() > deadline || child.try_wait()?.is_some() {
+            let _ = child.kill();
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            bail!("bpftrace did not attach: {err}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    thread::sleep(Duration::from_millis(200));
+    let ns = storm(n);
+    thread::sleep(Duration::from_millis(500));
+    interrupt(&child);
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        e.read_to_string(&mut err)?;
+    }
+    child.wait()?;
+    let _ = reader.join();
+    let lost = err
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("Lost ")
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .sum();
+    Ok(Sample {
+        ns_per_signal: ns?,
+        events: lines.load(Ordering::Relaxed),
+        expected: 2 * n,
+        lost,
+        ..Default::default()
+    })
 }

@@ -141,6 +141,16 @@ fn time(ts: u64, stamp: &Stamp) -> Time {
     }
 }
 
+/// Whether si_pid/si_uid hold a sender: kill, sigqueue, tkill, mq_notify and SIGCHLD's
+/// child. For SI_TIMER, SI_SIGIO and the rest that union holds other things.
+fn carries_sender(sig: i32, code: i32) -> bool {
+    const SI_USER: i32 = 0;
+    const SI_QUEUE: i32 = -1;
+    const SI_MESGQ: i32 = -3;
+    const SI_TKILL: i32 = -6;
+    matches!(code, SI_USER | SI_QUEUE | SI_MESGQ | SI_TKILL) || sig == crate::signals::num::SIGCHLD
+}
+
 fn via_name(how: u32) -> Option<&'static str> {
     Some(match how {
         via::KILL => "kill",
@@ -322,6 +332,8 @@ struct Sigaction {
 struct Loss {
     v: u32,
     r#type: &'static str,
+    #[serde(flatten)]
+    time: Time,
     lost: u64,
     total_lost: u64,
 }
@@ -336,7 +348,7 @@ pub fn write_report(w: &mut dyn io::Write, report: &Report, stamp: &Stamp) -> io
         Report::Generate(g) => {
             let e = &g.event;
             let r = &e.recipient;
-            let has_sender_info = e.info_kind == 0 && (e.code <= 0 || e.sig == 17);
+            let has_sender_info = e.info_kind == 0 && carries_sender(e.sig, e.code);
             line(
                 w,
                 &Generate {
@@ -373,7 +385,7 @@ pub fn write_report(w: &mut dyn io::Write, report: &Report, stamp: &Stamp) -> io
                             sid: r.ns_sid,
                         }),
                         tty: (r.tty[0] != 0).then(|| tty_display(&comm_str(&r.tty))),
-                        tty_fg_pgid: (r.tty[0] != 0).then_some(r.tty_fg_pgid),
+                        tty_fg_pgid: (r.tty[0] != 0 && r.tty_fg_pgid != 0).then_some(r.tty_fg_pgid),
                     },
                     disposition: disposition(e.sig, r.handler, r.sa_flags),
                     masks: Masks {
@@ -524,12 +536,19 @@ pub fn write_report(w: &mut dyn io::Write, report: &Report, stamp: &Stamp) -> io
     }
 }
 
-pub fn write_loss(w: &mut dyn io::Write, lost: u64, total_lost: u64) -> io::Result<()> {
+pub fn write_loss(
+    w: &mut dyn io::Write,
+    stamp: &Stamp,
+    now_ns: u64,
+    lost: u64,
+    total_lost: u64,
+) -> io::Result<()> {
     line(
         w,
         &Loss {
             v: SCHEMA_VERSION,
             r#type: "loss",
+            time: time(now_ns, stamp),
             lost,
             total_lost,
         },

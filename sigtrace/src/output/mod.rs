@@ -105,7 +105,20 @@ impl<W: Write> Output<W> {
                     )?;
                 }
             }
-            Format::Json => json::write_loss(&mut self.writer, newly_lost, total_lost)?,
+            Format::Json => {
+                let stamp = Stamp {
+                    clock: &self.clock,
+                    mode: self.options.time,
+                    utc_offset_s: self.utc_offset_s,
+                };
+                json::write_loss(
+                    &mut self.writer,
+                    &stamp,
+                    crate::enrich::Clock::mono_now(),
+                    newly_lost,
+                    total_lost,
+                )?
+            }
         }
         self.writer.flush()
     }
