@@ -254,9 +254,26 @@ pub struct Offsets {
     /// task->children and task->sibling (list_head), to list a dying process's children.
     pub task_children: u32,
     pub task_sibling: u32,
-    pub _pad: u32,
+    /// Windows: the fields a program needs from one struct are copied with one read of
+    /// `[start, start + len)` (each helper call is costly), then picked out by offset.
+    pub task_window_start: u32,
+    pub task_window_len: u32,
+    pub signal_window_start: u32,
+    pub signal_window_len: u32,
+    /// `[0, len)` of a struct pid covers level and numbers[0].
+    pub pid_window_len: u32,
+    /// `[start, start + len)` of pt_regs covers dx, si, di and orig_ax.
+    pub regs_window_start: u32,
+    pub regs_window_len: u32,
 }
-const _: () = assert!(size_of::<Offsets>() == 144);
+const _: () = assert!(size_of::<Offsets>() == 168);
+
+/// Capacities of the programs' per-CPU scratch windows; a kernel whose windows do not fit
+/// is refused at load time.
+pub const TASK_WINDOW: usize = 1024;
+pub const SIGNAL_WINDOW: usize = 512;
+pub const PID_WINDOW: usize = 256;
+pub const REGS_WINDOW: usize = 64;
 
 /// Handed to the programs through the `CONFIG` global at load time.
 #[repr(C)]
@@ -269,11 +286,12 @@ pub struct Config {
     /// The tracer's own tgid, whose signals are never reported (its own ring buffer polling
     /// must not feed itself).
     pub self_tgid: u32,
-    /// Wake userspace only once this many bytes are waiting (batching); 0 = every record.
-    pub wakeup_bytes: u32,
+    /// Wake userspace once per this many records per CPU (batching; the reader also polls
+    /// on a timer); 0 or 1 = every record.
+    pub wakeup_records: u32,
     pub offsets: Offsets,
 }
-const _: () = assert!(size_of::<Config>() == 168);
+const _: () = assert!(size_of::<Config>() == 192);
 
 impl Config {
     pub const ZEROED: Config = Config {
@@ -281,7 +299,7 @@ impl Config {
         uid: 0,
         signals: u64::MAX,
         self_tgid: 0,
-        wakeup_bytes: 0,
+        wakeup_records: 0,
         offsets: Offsets {
             task_pid: 0,
             task_tgid: 0,
@@ -318,7 +336,13 @@ impl Config {
             regs_dx: 0,
             task_children: 0,
             task_sibling: 0,
-            _pad: 0,
+            task_window_start: 0,
+            task_window_len: 0,
+            signal_window_start: 0,
+            signal_window_len: 0,
+            pid_window_len: 0,
+            regs_window_start: 0,
+            regs_window_len: 0,
         },
     };
 }

@@ -11,8 +11,8 @@ use aya_ebpf::{
     bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
-        bpf_get_current_uid_gid, bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel,
-        bpf_probe_read_kernel_buf, bpf_ringbuf_query,
+        bpf_get_current_uid_gid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_probe_read_kernel_buf,
     },
     macros::{map, raw_tracepoint},
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
@@ -20,7 +20,8 @@ use aya_ebpf::{
 };
 use sigtrace_common::{
     COMM_LEN, Config, DeliverEvent, ExitEvent, ForkEvent, GenerateEvent, Header, MAX_CHILDREN,
-    PendingKey, Recipient, SigactionEvent, TaskIds, flag, kind, side, via,
+    PID_WINDOW, PendingKey, REGS_WINDOW, Recipient, SIGNAL_WINDOW, SigactionEvent, TASK_WINDOW,
+    TaskIds, flag, kind, side, via,
 };
 
 /// Set by userspace at load time (EbpfLoader::set_global); read-only afterwards, so the
@@ -50,16 +51,29 @@ static COMMS: HashMap<[u8; COMM_LEN], u8> = HashMap::with_max_entries(1024, 0);
 #[map]
 static DELIVERABLE: LruHashMap<PendingKey, u32> = LruHashMap::with_max_entries(16384, 0);
 
-/// The 64 k_sigactions of a recipient, copied in one read (too large for the stack).
+/// Per-CPU scratch: struct windows (one read each instead of one per field) and the 64
+/// k_sigactions of a recipient, too large for the stack. Only the signal programs use it;
+/// they run with the siglock held and interrupts off, so nothing nests on this CPU.
+#[repr(C)]
+pub struct Scratch {
+    actions: [u64; ACTIONS_WORDS],
+    target: [u8; TASK_WINDOW],
+    signal: [u8; SIGNAL_WINDOW],
+    pid: [u8; PID_WINDOW],
+    regs: [u8; REGS_WINDOW],
+    /// Records since the last wake-up, on this CPU.
+    since_wakeup: u32,
+}
 const ACTIONS_WORDS: usize = 256;
 #[map]
-static ACTIONS: PerCpuArray<[u64; ACTIONS_WORDS]> = PerCpuArray::with_max_entries(1, 0);
+static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
 /// rt_sigaction in flight, by tid: the signal and its action at syscall entry.
 #[map]
 static SIGACTION_ENTRY: HashMap<u32, SigactionEvent> = HashMap::with_max_entries(4096, 0);
 
 const SIGKILL: i32 = 9;
+const SIGCHLD: i32 = 17;
 const SI_KERNEL: i32 = 0x80;
 const SI_TIMER: i32 = -2;
 const SI_MESGQ: i32 = -3;
@@ -67,9 +81,9 @@ const SI_ASYNCIO: i32 = -4;
 const SI_SIGIO: i32 = -5;
 const SI_ASYNCNL: i32 = -60;
 /// enum pid_type
-const PIDTYPE_TGID: usize = 1;
-const PIDTYPE_PGID: usize = 2;
-const PIDTYPE_SID: usize = 3;
+const PIDTYPE_TGID: u32 = 1;
+const PIDTYPE_PGID: u32 = 2;
+const PIDTYPE_SID: u32 = 3;
 /// x86_64 syscall numbers whose registers tell how a signal was sent.
 const NR_RT_SIGACTION: u64 = 13;
 const NR_KILL: u64 = 62;
@@ -112,16 +126,40 @@ fn read<T: Default>(base: u64, off: u32) -> T {
     unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) }.unwrap_or_default()
 }
 
-/// The global number of a `struct pid *` (numbers[0].nr), and its number in the namespace at
-/// `level` (0 when the pid is not visible there), and the pid's own level.
+/// Copies `len` bytes at `base + start` into `window` (one helper call); false when
+/// unreadable. The window is then read with [`at`].
 #[inline(always)]
-fn pid_numbers(pid: u64, level: Option<u32>) -> (u32, u32, u32) {
-    if pid == 0 {
+fn load(window: &mut [u8], base: u64, start: u32, len: u32) -> bool {
+    if base == 0 {
+        return false;
+    }
+    let len = (len as usize).min(window.len());
+    // SAFETY: bpf_probe_read_kernel checks the source; the destination is our scratch.
+    unsafe { bpf_probe_read_kernel_buf((base + start as u64) as *const u8, &mut window[..len]) }
+        .is_ok()
+}
+
+/// The `T` at struct offset `off` of a window that starts at struct offset `start`.
+#[inline(always)]
+fn at<T: Copy + Default>(window: &[u8], start: u32, off: u32) -> T {
+    let rel = off.wrapping_sub(start) as usize;
+    if rel >= window.len() || window.len() - rel < core::mem::size_of::<T>() {
+        return T::default();
+    }
+    // SAFETY: bounds checked above; any bit pattern is a valid integer.
+    unsafe { core::ptr::read_unaligned(window.as_ptr().add(rel) as *const T) }
+}
+
+/// The global number of a `struct pid *` (numbers[0].nr), its number in the namespace at
+/// `level` (0 when the pid is not visible there; its own level when None), and its level.
+#[inline(always)]
+fn pid_numbers(window: &mut [u8], pid: u64, level: Option<u32>) -> (u32, u32, u32) {
+    if !load(window, pid, 0, conf!(offsets.pid_window_len)) {
         return (0, 0, 0);
     }
     let numbers = conf!(offsets.pid_numbers);
-    let global: u32 = read(pid, numbers);
-    let own_level: u32 = read(pid, conf!(offsets.pid_level));
+    let global: u32 = at(window, 0, numbers);
+    let own_level: u32 = at(window, 0, conf!(offsets.pid_level));
     let level = level.unwrap_or(own_level);
     if level == 0 {
         return (global, global, own_level);
@@ -134,23 +172,38 @@ fn pid_numbers(pid: u64, level: Option<u32>) -> (u32, u32, u32) {
 }
 
 #[inline(always)]
-fn signal_pid(signal: u64, pid_type: usize) -> u64 {
-    read(signal, conf!(offsets.signal_pids) + (pid_type as u32) * 8)
+fn task_at<T: Copy + Default>(window: &[u8], off: u32) -> T {
+    at(window, conf!(offsets.task_window_start), off)
 }
 
 #[inline(always)]
-fn task_ids(task: u64, out: &mut TaskIds) {
+fn signal_at<T: Copy + Default>(window: &[u8], off: u32) -> T {
+    at(window, conf!(offsets.signal_window_start), off)
+}
+
+#[inline(always)]
+fn signal_pid(window: &[u8], pid_type: u32) -> u64 {
+    signal_at(window, conf!(offsets.signal_pids) + pid_type * 8)
+}
+
+/// A task's ids from its window; uid through its credentials (one more read).
+#[inline(always)]
+fn task_ids(window: &[u8], out: &mut TaskIds) {
+    out.tgid = task_at(window, conf!(offsets.task_tgid));
+    out.tid = task_at(window, conf!(offsets.task_pid));
+    let cred: u64 = task_at(window, conf!(offsets.task_real_cred));
+    out.uid = read(cred, conf!(offsets.cred_uid));
+    out.comm = task_at(window, conf!(offsets.task_comm));
+}
+
+/// A task's ids read field by field, for the rare records (exit, fork) that have no window.
+#[inline(always)]
+fn read_task_ids(task: u64, out: &mut TaskIds) {
     out.tgid = read(task, conf!(offsets.task_tgid));
     out.tid = read(task, conf!(offsets.task_pid));
     let cred: u64 = read(task, conf!(offsets.task_real_cred));
     out.uid = read(cred, conf!(offsets.cred_uid));
-    // SAFETY: reads into our own buffer; failure leaves it zeroed.
-    let _ = unsafe {
-        bpf_probe_read_kernel_buf(
-            (task + conf!(offsets.task_comm) as u64) as *const u8,
-            &mut out.comm,
-        )
-    };
+    out.comm = read(task, conf!(offsets.task_comm));
 }
 
 #[inline(always)]
@@ -166,27 +219,29 @@ fn current_ids(out: &mut TaskIds) {
 fn header(kind: u32) -> Header {
     Header {
         kind,
-        // SAFETY: plain helper calls without arguments.
-        cpu: unsafe { bpf_get_smp_processor_id() },
+        cpu: 0,
+        // SAFETY: a helper without arguments.
         ts_ns: unsafe { bpf_ktime_get_ns() },
     }
 }
 
-/// Submits without waking the reader until a batch has accumulated; the reader also polls
-/// on a timer, so a lone record is never stuck.
+/// Submit flags: no wake-up until this CPU has written a batch; the reader also polls on a
+/// timer, so a lone record is never stuck.
 #[inline(always)]
-fn wakeup_flags() -> u64 {
-    let threshold = conf!(wakeup_bytes) as u64;
-    if threshold == 0 {
-        return 0;
-    }
-    // SAFETY: EVENTS is a ring buffer map; BPF_RB_AVAIL_DATA = 0.
-    let waiting = unsafe { bpf_ringbuf_query(&EVENTS as *const RingBuf as *mut _, 0) };
-    if waiting >= threshold {
+fn wakeup_flags(since_wakeup: &mut u32) -> u64 {
+    *since_wakeup += 1;
+    if *since_wakeup >= conf!(wakeup_records) {
+        *since_wakeup = 0;
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64
     }
+}
+
+/// Wake-up flags for programs that do not use the scratch (rare records: wake at once).
+#[inline(always)]
+fn rare_wakeup() -> u64 {
+    0
 }
 
 #[inline(always)]
@@ -212,15 +267,10 @@ fn comm_side(comm: &[u8; COMM_LEN]) -> u8 {
 /// True when a signal came from the kernel rather than from a process's kill/tkill/sigqueue.
 #[inline(always)]
 fn kernel_origin(info: u64, code: i32) -> bool {
-    if info == SEND_SIG_PRIV {
-        return true;
-    }
-    if info == SEND_SIG_NOINFO {
-        // kill(2) always passes a siginfo; SEND_SIG_NOINFO comes from in-kernel senders
-        // such as send_sig(SIGPIPE, current, 0).
-        return true;
-    }
-    code > 0
+    // kill(2) always passes a siginfo; SEND_SIG_NOINFO and SEND_SIG_PRIV come from in-kernel
+    // senders such as send_sig(SIGPIPE, current, 0) and the tty driver.
+    info <= SEND_SIG_PRIV
+        || code > 0
         || code == SI_KERNEL
         || code == SI_TIMER
         || code == SI_MESGQ
@@ -234,13 +284,18 @@ fn kernel_origin(info: u64, code: i32) -> bool {
 /// that sends this very signal counts: a process dying inside kill(2) sends its parent a
 /// SIGCHLD from the same syscall.
 #[inline(always)]
-fn sender_syscall(current: u64, sig: i32) -> (u32, i64) {
-    let stack: u64 = read(current, conf!(offsets.task_stack));
-    if stack == 0 {
+fn sender_syscall(window: &mut [u8], sig: i32) -> (u32, i64) {
+    let stack: u64 = read(current_task(), conf!(offsets.task_stack));
+    let start = conf!(offsets.regs_window_start);
+    if !load(
+        window,
+        stack + conf!(offsets.regs_from_stack) as u64,
+        start,
+        conf!(offsets.regs_window_len),
+    ) {
         return (via::OTHER, 0);
     }
-    let regs = stack + conf!(offsets.regs_from_stack) as u64;
-    let nr: u64 = read(regs, conf!(offsets.regs_orig_ax));
+    let nr: u64 = at(window, start, conf!(offsets.regs_orig_ax));
     let (how, sig_reg) = match nr {
         NR_KILL => (via::KILL, conf!(offsets.regs_si)),
         NR_TKILL => (via::TKILL, conf!(offsets.regs_si)),
@@ -250,52 +305,66 @@ fn sender_syscall(current: u64, sig: i32) -> (u32, i64) {
         NR_PIDFD_SEND_SIGNAL => (via::PIDFD, conf!(offsets.regs_si)),
         _ => return (via::OTHER, 0),
     };
-    let sent: u64 = read(regs, sig_reg);
+    let sent: u64 = at(window, start, sig_reg);
     if sent as u32 as i32 != sig {
         return (via::OTHER, 0);
     }
-    let arg: u64 = read(regs, conf!(offsets.regs_di));
+    let arg: u64 = at(window, start, conf!(offsets.regs_di));
     // kill's pid is an int: sign-extend the low half.
     (how, arg as u32 as i32 as i64)
 }
 
+/// The recipient's process-wide state, from its task window (already loaded) and its
+/// signal_struct, pids, tty and sighand.
 #[inline(always)]
-fn snapshot_recipient(task: u64, sig: i32, out: &mut Recipient) {
-    let signal: u64 = read(task, conf!(offsets.task_signal));
-    // Numbers as the recipient sees them: in the namespace of its own (tgid) level.
-    let (_, ns_tgid, level) = pid_numbers(signal_pid(signal, PIDTYPE_TGID), None);
-    let (pgid, ns_pgid, _) = pid_numbers(signal_pid(signal, PIDTYPE_PGID), Some(level));
-    let (sid, ns_sid, _) = pid_numbers(signal_pid(signal, PIDTYPE_SID), Some(level));
-    out.pgid = pgid;
-    out.sid = sid;
-    out.ns_tgid = ns_tgid;
-    out.ns_pgid = ns_pgid;
-    out.ns_sid = ns_sid;
-    out.ns_level = level;
-    out.blocked = read(task, conf!(offsets.task_blocked));
-    let thread_pending: u64 = read(task, conf!(offsets.task_pending_signal));
-    let shared_pending: u64 = read(signal, conf!(offsets.signal_shared_pending));
-    out.pending = thread_pending | shared_pending;
-    let parent: u64 = read(task, conf!(offsets.task_real_parent));
+fn snapshot_recipient(scratch: &mut Scratch, sig: i32, out: &mut Recipient) {
+    let task = &scratch.target;
+    let signal: u64 = task_at(task, conf!(offsets.task_signal));
+    out.blocked = task_at(task, conf!(offsets.task_blocked));
+    let thread_pending: u64 = task_at(task, conf!(offsets.task_pending_signal));
+    let parent: u64 = task_at(task, conf!(offsets.task_real_parent));
+    let sighand: u64 = task_at(task, conf!(offsets.task_sighand));
     out.parent_tgid = read(parent, conf!(offsets.task_tgid));
-    let tty: u64 = read(signal, conf!(offsets.signal_tty));
-    if tty != 0 {
-        // SAFETY: reads into our own buffer; failure leaves it zeroed.
-        let _ = unsafe {
-            bpf_probe_read_kernel_buf(
-                (tty + conf!(offsets.tty_name) as u64) as *const u8,
-                &mut out.tty,
-            )
-        };
-        out.tty_fg_pgid = pid_numbers(read(tty, conf!(offsets.tty_pgrp)), Some(0)).0;
+    if load(
+        &mut scratch.signal,
+        signal,
+        conf!(offsets.signal_window_start),
+        conf!(offsets.signal_window_len),
+    ) {
+        let sw = &scratch.signal;
+        let shared_pending: u64 = signal_at(sw, conf!(offsets.signal_shared_pending));
+        out.pending = thread_pending | shared_pending;
+        let (tgid_pid, pgid_pid, sid_pid) = (
+            signal_pid(sw, PIDTYPE_TGID),
+            signal_pid(sw, PIDTYPE_PGID),
+            signal_pid(sw, PIDTYPE_SID),
+        );
+        let tty: u64 = signal_at(sw, conf!(offsets.signal_tty));
+        // Numbers as the recipient sees them: in the namespace of its own (tgid) level.
+        let (_, ns_tgid, level) = pid_numbers(&mut scratch.pid, tgid_pid, None);
+        let (pgid, ns_pgid, _) = pid_numbers(&mut scratch.pid, pgid_pid, Some(level));
+        let (sid, ns_sid, _) = pid_numbers(&mut scratch.pid, sid_pid, Some(level));
+        out.pgid = pgid;
+        out.sid = sid;
+        out.ns_tgid = ns_tgid;
+        out.ns_pgid = ns_pgid;
+        out.ns_sid = ns_sid;
+        out.ns_level = level;
+        if tty != 0 {
+            // SAFETY: reads into our own buffer; failure leaves it zeroed.
+            let _ = unsafe {
+                bpf_probe_read_kernel_buf(
+                    (tty + conf!(offsets.tty_name) as u64) as *const u8,
+                    &mut out.tty,
+                )
+            };
+            let fg: u64 = read(tty, conf!(offsets.tty_pgrp));
+            out.tty_fg_pgid = pid_numbers(&mut scratch.pid, fg, Some(0)).0;
+        }
     }
-    let sighand: u64 = read(task, conf!(offsets.task_sighand));
-    let Some(actions) = ACTIONS.get_ptr_mut(0) else {
-        return;
-    };
-    // SAFETY: the per-CPU scratch slot is ours while this program runs.
-    let actions = unsafe { &mut *actions };
+    let actions = &mut scratch.actions;
     if sighand == 0
+        // SAFETY: reads into our own scratch; the source is checked by the helper.
         || unsafe {
             bpf_probe_read_kernel_buf(
                 (sighand + conf!(offsets.sighand_action) as u64) as *const u8,
@@ -340,7 +409,21 @@ fn snapshot_recipient(task: u64, sig: i32, out: &mut Recipient) {
 
 #[inline(always)]
 fn wanted_signal(sig: i32) -> bool {
-    sig >= 1 && sig <= 64 && conf!(signals) & (1u64 << ((sig - 1) as u64 & 63)) != 0
+    (1..=64).contains(&sig) && conf!(signals) & (1u64 << ((sig - 1) as u64 & 63)) != 0
+}
+
+/// Any filter that the delivery cannot check by itself (it carries no sender).
+#[inline(always)]
+fn filtered(flags: u32) -> bool {
+    flags
+        & (flag::PID_FILTER
+            | flag::TID_FILTER
+            | flag::PGRP_FILTER
+            | flag::COMM_FILTER
+            | flag::UID_FILTER
+            | flag::KERNEL_ONLY
+            | flag::USER_ONLY)
+        != 0
 }
 
 /// signal_generate(int sig, struct kernel_siginfo *info, struct task_struct *task,
@@ -357,18 +440,19 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
     let group: u64 = ctx.arg(3);
     let result: u64 = ctx.arg(4);
     let flags = conf!(flags);
-
+    if !wanted_signal(sig) || (flags & flag::FAILED_ONLY != 0 && result == 0) {
+        return Ok(0);
+    }
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return Ok(0);
+    };
+    // SAFETY: the per-CPU scratch slot is ours while this program runs (see Scratch).
+    let scratch = unsafe { &mut *scratch };
+    let target_tgid: u32 = read(task, conf!(offsets.task_tgid));
     let pid_tgid = bpf_get_current_pid_tgid();
     let sender_tgid = (pid_tgid >> 32) as u32;
-    let target_tgid: u32 = read(task, conf!(offsets.task_tgid));
     let self_tgid = conf!(self_tgid);
-    if target_tgid == self_tgid || (sender_tgid == self_tgid && self_tgid != 0) {
-        return Ok(0);
-    }
-    if !wanted_signal(sig) {
-        return Ok(0);
-    }
-    if flags & flag::FAILED_ONLY != 0 && result == 0 {
+    if target_tgid == self_tgid || sender_tgid == self_tgid {
         return Ok(0);
     }
     let (code, errno, si_pid, si_uid, info_kind) = if info <= SEND_SIG_PRIV {
@@ -380,22 +464,23 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
         };
         (code, 0, 0, 0, 1)
     } else {
-        let errno: i32 = read(info, 4);
-        let code: i32 = read(info, 8);
-        // uapi siginfo: _sifields at 16; _kill/_rt/_sigchld start with si_pid, si_uid.
-        let (si_pid, si_uid) = if code <= 0 || sig == 17 {
-            (read::<u32>(info, 16), read::<u32>(info, 20))
+        // uapi siginfo: errno at 4, code at 8, _sifields at 16 (si_pid, si_uid first for
+        // kill, rt and sigchld). One read of the head.
+        let head: [u32; 6] = read(info, 0);
+        let code = head[2] as i32;
+        let carries_sender = code <= 0 || sig == SIGCHLD;
+        let (si_pid, si_uid) = if carries_sender {
+            (head[4], head[5])
         } else {
             (0, 0)
         };
-        (code, errno, si_pid, si_uid, 0)
+        (code, head[1] as i32, si_pid, si_uid, 0)
     };
     if flags & (flag::KERNEL_ONLY | flag::USER_ONLY) != 0 {
         let from_kernel = kernel_origin(info, code);
-        if flags & flag::KERNEL_ONLY != 0 && !from_kernel {
-            return Ok(0);
-        }
-        if flags & flag::USER_ONLY != 0 && from_kernel {
+        if (flags & flag::KERNEL_ONLY != 0 && !from_kernel)
+            || (flags & flag::USER_ONLY != 0 && from_kernel)
+        {
             return Ok(0);
         }
     }
@@ -416,19 +501,39 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
             return Ok(0);
         }
     }
-    let current = current_task();
     if flags & flag::PGRP_FILTER != 0 {
-        let sender_signal: u64 = read(current, conf!(offsets.task_signal));
+        let sender_signal: u64 = read(current_task(), conf!(offsets.task_signal));
         let target_signal: u64 = read(task, conf!(offsets.task_signal));
-        let sender_pgid = pid_numbers(signal_pid(sender_signal, PIDTYPE_PGID), Some(0)).0;
-        let target_pgid = pid_numbers(signal_pid(target_signal, PIDTYPE_PGID), Some(0)).0;
+        let pgid_of = |signal: u64, window: &mut [u8]| {
+            let pid: u64 = read(signal, conf!(offsets.signal_pids) + PIDTYPE_PGID * 8);
+            pid_numbers(window, pid, Some(0)).0
+        };
+        let sender_pgid = pgid_of(sender_signal, &mut scratch.pid);
+        let target_pgid = pgid_of(target_signal, &mut scratch.pid);
         if side_of(&PGRPS, sender_pgid) & side::SENDER == 0
             && side_of(&PGRPS, target_pgid) & side::TARGET == 0
         {
             return Ok(0);
         }
     }
+    if flags & flag::COMM_FILTER != 0 {
+        let target_comm: [u8; COMM_LEN] = read(task, conf!(offsets.task_comm));
+        let sender_comm = bpf_get_current_comm().unwrap_or_default();
+        if comm_side(&sender_comm) & side::SENDER == 0
+            && comm_side(&target_comm) & side::TARGET == 0
+        {
+            return Ok(0);
+        }
+    }
 
+    if !load(
+        &mut scratch.target,
+        task,
+        conf!(offsets.task_window_start),
+        conf!(offsets.task_window_len),
+    ) {
+        return Ok(0);
+    }
     let Some(mut entry) = EVENTS.reserve::<GenerateEvent>(0) else {
         count_lost();
         return Ok(0);
@@ -440,8 +545,11 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
         core::ptr::write_bytes(event, 0, 1);
         let event = &mut *event;
         event.header = header(kind::GENERATE);
-        current_ids(&mut event.sender);
-        task_ids(task, &mut event.target);
+        event.sender.tgid = sender_tgid;
+        event.sender.tid = pid_tgid as u32;
+        event.sender.uid = bpf_get_current_uid_gid() as u32;
+        event.sender.comm = bpf_get_current_comm().unwrap_or_default();
+        task_ids(&scratch.target, &mut event.target);
         event.sig = sig;
         event.code = code;
         event.errno = errno;
@@ -450,44 +558,27 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
         event.si_pid = si_pid;
         event.si_uid = si_uid;
         event.info_kind = info_kind;
-        let (how, arg) = sender_syscall(current, sig);
-        event.via = how;
-        event.via_arg = arg;
-        snapshot_recipient(task, sig, &mut event.recipient);
-    }
-    if flags & flag::COMM_FILTER != 0 {
-        // SAFETY: still our reserved slot.
-        let event = unsafe { &*event };
-        if comm_side(&event.sender.comm) & side::SENDER == 0
-            && comm_side(&event.target.comm) & side::TARGET == 0
-        {
-            entry.discard(0);
-            return Ok(0);
+        if info_kind == 0 && code <= 0 {
+            let (how, arg) = sender_syscall(&mut scratch.regs, sig);
+            event.via = how;
+            event.via_arg = arg;
         }
+        snapshot_recipient(scratch, sig, &mut event.recipient);
     }
-    let filtered = flags
-        & (flag::PID_FILTER
-            | flag::TID_FILTER
-            | flag::PGRP_FILTER
-            | flag::COMM_FILTER
-            | flag::UID_FILTER
-            | flag::KERNEL_ONLY
-            | flag::USER_ONLY)
-        != 0;
-    if filtered && result == 0 {
+    if filtered(flags) && result == 0 {
         let key = PendingKey {
             tgid: target_tgid,
             sig: sig as u32,
         };
-        // SAFETY: the value is a plain counter.
         match DELIVERABLE.get_ptr_mut(&key) {
+            // SAFETY: the value is a plain counter.
             Some(count) => unsafe { *count += 1 },
             None => {
                 let _ = DELIVERABLE.insert(&key, &1, 0);
             }
         }
     }
-    entry.submit(wakeup_flags());
+    entry.submit(wakeup_flags(&mut scratch.since_wakeup));
     Ok(0)
 }
 
@@ -503,13 +594,16 @@ fn try_signal_deliver(ctx: &RawTracePointContext) -> Result<i32, i32> {
     let info: u64 = ctx.arg(1);
     let ka: u64 = ctx.arg(2);
     let flags = conf!(flags);
+    if flags & flag::FAILED_ONLY != 0 {
+        return Ok(0);
+    }
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if tgid == conf!(self_tgid) || flags & flag::FAILED_ONLY != 0 {
+    if tgid == conf!(self_tgid) {
         return Ok(0);
     }
     let current = current_task();
-    let signal: u64 = read(current, conf!(offsets.task_signal));
     let group_exit_code: i32 = if sig == SIGKILL {
+        let signal: u64 = read(current, conf!(offsets.task_signal));
         read(signal, conf!(offsets.signal_group_exit_code))
     } else {
         0
@@ -522,16 +616,7 @@ fn try_signal_deliver(ctx: &RawTracePointContext) -> Result<i32, i32> {
     if !wanted_signal(sig) && !wanted_signal(cause) {
         return Ok(0);
     }
-    let filtered = flags
-        & (flag::PID_FILTER
-            | flag::TID_FILTER
-            | flag::PGRP_FILTER
-            | flag::COMM_FILTER
-            | flag::UID_FILTER
-            | flag::KERNEL_ONLY
-            | flag::USER_ONLY)
-        != 0;
-    if filtered {
+    if filtered(flags) {
         let key = PendingKey {
             tgid,
             sig: cause as u32,
@@ -553,6 +638,20 @@ fn try_signal_deliver(ctx: &RawTracePointContext) -> Result<i32, i32> {
             }
         }
     }
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return Ok(0);
+    };
+    // SAFETY: the per-CPU scratch slot is ours while this program runs (see Scratch).
+    let scratch = unsafe { &mut *scratch };
+    // The recipient is the current task: one read gives its ids, comm and blocked mask.
+    if !load(
+        &mut scratch.target,
+        current,
+        conf!(offsets.task_window_start),
+        conf!(offsets.task_window_len),
+    ) {
+        return Ok(0);
+    }
     let Some(mut entry) = EVENTS.reserve::<DeliverEvent>(0) else {
         count_lost();
         return Ok(0);
@@ -563,20 +662,31 @@ fn try_signal_deliver(ctx: &RawTracePointContext) -> Result<i32, i32> {
         core::ptr::write_bytes(event, 0, 1);
         let event = &mut *event;
         event.header = header(kind::DELIVER);
-        current_ids(&mut event.task);
+        event.task.tgid = tgid;
+        event.task.tid = task_at(&scratch.target, conf!(offsets.task_pid));
+        event.task.comm = task_at(&scratch.target, conf!(offsets.task_comm));
+        event.task.uid = bpf_get_current_uid_gid() as u32;
         event.sig = sig;
-        event.errno = read(info, 4);
-        event.code = read(info, 8);
-        if event.code <= 0 || sig == 17 {
-            event.si_pid = read(info, 16);
-            event.si_uid = read(info, 20);
+        // uapi siginfo head: errno, code, then si_pid, si_uid for the codes that carry them.
+        let head: [u32; 6] = read(info, 0);
+        event.errno = head[1] as i32;
+        event.code = head[2] as i32;
+        if event.code <= 0 || sig == SIGCHLD {
+            event.si_pid = head[4];
+            event.si_uid = head[5];
         }
         event.group_exit_code = group_exit_code;
-        event.handler = read(ka, conf!(offsets.ksa_handler));
-        event.sa_flags = read(ka, conf!(offsets.ksa_flags));
-        event.blocked = read(current, conf!(offsets.task_blocked));
+        // k_sigaction: handler then flags (offsets from BTF), in one read.
+        let action: [u64; 2] = read(ka, conf!(offsets.ksa_handler));
+        event.handler = action[0];
+        event.sa_flags = if conf!(offsets.ksa_flags) == conf!(offsets.ksa_handler) + 8 {
+            action[1]
+        } else {
+            read(ka, conf!(offsets.ksa_flags))
+        };
+        event.blocked = task_at(&scratch.target, conf!(offsets.task_blocked));
     }
-    entry.submit(wakeup_flags());
+    entry.submit(wakeup_flags(&mut scratch.since_wakeup));
     Ok(0)
 }
 
@@ -613,7 +723,7 @@ fn try_sched_process_exit(ctx: &RawTracePointContext) -> Result<i32, i32> {
         core::ptr::write_bytes(event, 0, 1);
         let event = &mut *event;
         event.header = header(kind::EXIT);
-        task_ids(task, &mut event.task);
+        read_task_ids(task, &mut event.task);
         let mut code: i32 = read(task, conf!(offsets.task_exit_code));
         if code == 0 {
             code = read(signal, conf!(offsets.signal_group_exit_code));
@@ -684,11 +794,11 @@ fn try_sched_process_fork(ctx: &RawTracePointContext) -> Result<i32, i32> {
         core::ptr::write_bytes(event, 0, 1);
         let event = &mut *event;
         event.header = header(kind::FORK);
-        task_ids(parent, &mut event.parent);
+        read_task_ids(parent, &mut event.parent);
         event.child_tgid = child_tgid;
         event.child_tid = read(child, conf!(offsets.task_pid));
     }
-    entry.submit(wakeup_flags());
+    entry.submit(rare_wakeup());
     Ok(0)
 }
 
@@ -785,7 +895,7 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Result<i32, i32> {
         new_mask: mask,
         ..pending
     });
-    entry.submit(wakeup_flags());
+    entry.submit(rare_wakeup());
     Ok(0)
 }
 

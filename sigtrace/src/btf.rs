@@ -289,6 +289,56 @@ fn thread_size(btf: &Btf) -> u32 {
     }
 }
 
+/// `[start, end)` spanning fields given as (offset, size).
+fn span(fields: &[(u32, u32)]) -> (u32, u32) {
+    let start = fields.iter().map(|f| f.0).min().unwrap_or(0);
+    let end = fields.iter().map(|f| f.0 + f.1).max().unwrap_or(0);
+    (start, end - start)
+}
+
+/// Adds the read windows, refusing a layout whose windows exceed the programs' scratch.
+fn with_windows(mut o: Offsets) -> Result<Offsets, BtfError> {
+    use sigtrace_common::{PID_WINDOW, REGS_WINDOW, SIGNAL_WINDOW, TASK_WINDOW};
+    (o.task_window_start, o.task_window_len) = span(&[
+        (o.task_pid, 4),
+        (o.task_tgid, 4),
+        (o.task_real_parent, 8),
+        (o.task_real_cred, 8),
+        (o.task_comm, 16),
+        (o.task_signal, 8),
+        (o.task_sighand, 8),
+        (o.task_blocked, 8),
+        (o.task_pending_signal, 8),
+    ]);
+    (o.signal_window_start, o.signal_window_len) = span(&[
+        (o.signal_live, 4),
+        (o.signal_pids, 8 * 4),
+        (o.signal_shared_pending, 8),
+        (o.signal_tty, 8),
+        (o.signal_group_exit_code, 4),
+    ]);
+    o.pid_window_len = o.pid_numbers + 4;
+    (o.regs_window_start, o.regs_window_len) = span(&[
+        (o.regs_orig_ax, 8),
+        (o.regs_di, 8),
+        (o.regs_si, 8),
+        (o.regs_dx, 8),
+    ]);
+    for (what, len, cap) in [
+        ("task_struct", o.task_window_len, TASK_WINDOW),
+        ("signal_struct", o.signal_window_len, SIGNAL_WINDOW),
+        ("struct pid", o.pid_window_len, PID_WINDOW),
+        ("pt_regs", o.regs_window_len, REGS_WINDOW),
+    ] {
+        if len as usize > cap {
+            return Err(BtfError::Missing(format!(
+                "a {what} layout whose signal fields span at most {cap} bytes (this one spans {len})"
+            )));
+        }
+    }
+    Ok(o)
+}
+
 /// Every offset the eBPF programs use, from this kernel's BTF.
 pub fn resolve_offsets(btf: &Btf) -> Result<Offsets, BtfError> {
     let task = |path| btf.offset_of("task_struct", path);
@@ -336,8 +386,9 @@ pub fn resolve_offsets(btf: &Btf) -> Result<Offsets, BtfError> {
         regs_dx: regs("dx")?,
         task_children: task("children")?,
         task_sibling: task("sibling")?,
-        _pad: 0,
+        ..Offsets::default()
     };
+    let offsets = with_windows(offsets)?;
     // The programs copy all 64 actions in one 2 KiB read.
     if k_sigaction_size * 64 > 2048 || k_sigaction_size % 8 != 0 {
         return Err(BtfError::Missing(format!(

@@ -370,7 +370,10 @@ impl Correlator {
                 i += 1;
             }
         }
-        // Forget interest in processes not heard of for a long time (bounded memory).
+        // Bounded memory: drop emptied queues and processes not heard of for a long time.
+        if self.pending.len() > 4096 {
+            self.pending.retain(|_, queue| !queue.is_empty());
+        }
         if self.interest.len() > 4096 {
             self.interest
                 .retain(|_, seen| now.saturating_sub(*seen) < INTEREST_NS);
@@ -500,10 +503,9 @@ impl Correlator {
             self.dying.insert(tgid, effective);
         }
         let key = (tgid, cause.unwrap_or(e.sig));
+        // An emptied queue stays (a busy signaller would otherwise allocate one per
+        // signal); exits and `settle` prune them.
         let matched = self.pending.get_mut(&key).and_then(|q| q.pop_front());
-        if self.pending.get(&key).is_some_and(|q| q.is_empty()) {
-            self.pending.remove(&key);
-        }
         let generation = matched.as_ref().map(|p| (p.id, ts.saturating_sub(p.ts_ns)));
         let fanout = matched.as_ref().and_then(|p| p.fanout);
         if let Some(p) = &matched

@@ -213,8 +213,9 @@ pub fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probes, Load
         uid: filter.uid.unwrap_or(0),
         signals: filter.signals,
         self_tgid: std::process::id(),
-        // Wake the reader once an eighth of the ring is waiting; it also polls on a timer.
-        wakeup_bytes: options.ring_bytes / 8,
+        // Wake the reader about once an eighth of the ring is waiting (records average
+        // ~160 bytes); it also polls on a timer.
+        wakeup_records: (options.ring_bytes / 8 / 160).max(1),
         offsets,
     };
     // Hold the raised limit only where the kernel still charges memlock (< 5.11); failure
@@ -231,6 +232,10 @@ pub fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probes, Load
         .map_max_entries("EVENTS", options.ring_bytes)
         .load(EBPF_OBJECT)
         .map_err(load_error)?;
+    // Loading parsed the kernel's BTF twice (ours, and aya's in EbpfLoader::new) — several
+    // MiB freed by now: give them back so the daemon's resident size is its working size.
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe { libc::malloc_trim(0) };
     fill(&mut ebpf, "PIDS", &filter.pids)?;
     fill(&mut ebpf, "TIDS", &filter.tids)?;
     fill(&mut ebpf, "PGRPS", &filter.pgrps)?;

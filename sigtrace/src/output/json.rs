@@ -48,18 +48,18 @@ fn code(sig: i32, code: i32) -> Named {
 }
 
 #[derive(Serialize)]
-struct Task {
+struct Task<'a> {
     pid: u32,
     tid: u32,
-    comm: String,
+    comm: Cow<'a, str>,
     uid: u32,
 }
 
-fn task(t: &TaskIds) -> Task {
+fn task(t: &TaskIds) -> Task<'_> {
     Task {
         pid: t.tgid,
         tid: t.tid,
-        comm: comm_str(&t.comm),
+        comm: comm(&t.comm),
         uid: t.uid,
     }
 }
@@ -68,7 +68,7 @@ fn task(t: &TaskIds) -> Task {
 struct Disposition {
     /// "handler", "ignore" or "default".
     action: &'static str,
-    handler: Option<String>,
+    handler: Option<Hex>,
     default_action: &'static str,
     flags: u64,
 }
@@ -77,7 +77,7 @@ fn disposition(sig: i32, handler: u64, flags: u64) -> Disposition {
     let (action, address) = match Handler::from_raw(handler) {
         Handler::Default => ("default", None),
         Handler::Ignore => ("ignore", None),
-        Handler::Address(a) => ("handler", Some(format!("{a:#x}"))),
+        Handler::Address(a) => ("handler", Some(Hex(a))),
     };
     Disposition {
         action,
@@ -87,8 +87,8 @@ fn disposition(sig: i32, handler: u64, flags: u64) -> Disposition {
     }
 }
 
-fn mask(bits: u64) -> String {
-    format!("{bits:#018x}")
+fn mask(bits: u64) -> Mask {
+    Mask(bits)
 }
 
 #[derive(Serialize)]
@@ -100,10 +100,10 @@ struct Namespace {
 }
 
 #[derive(Serialize)]
-struct Target {
+struct Target<'a> {
     pid: u32,
     tid: u32,
-    comm: String,
+    comm: Cow<'a, str>,
     uid: u32,
     ppid: u32,
     pgid: u32,
@@ -115,30 +115,64 @@ struct Target {
 
 #[derive(Serialize)]
 struct Masks {
-    blocked: String,
-    caught: String,
-    ignored: String,
-    pending: String,
+    blocked: Mask,
+    caught: Mask,
+    ignored: Mask,
+    pending: Mask,
 }
 
-#[derive(Serialize)]
-struct Time {
-    time: Option<String>,
-    mono_ns: u64,
+/// `time`: RFC 3339 (UTC), seconds since start ("1.234567"), or null. Written straight
+/// into the output, without an intermediate String.
+enum TimeField {
+    Wall(std::time::SystemTime),
+    Relative(u64),
+    None,
 }
 
-fn time(ts: u64, stamp: &Stamp) -> Time {
-    Time {
-        time: match stamp.mode {
-            TimeMode::None => None,
-            TimeMode::Relative => Some(format!(
-                "{:.6}",
-                ts.saturating_sub(stamp.clock.start_mono_ns) as f64 / 1e9
+impl Serialize for TimeField {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            TimeField::Wall(t) => s.collect_str(&humantime::format_rfc3339_micros(*t)),
+            TimeField::Relative(ns) => s.collect_str(&format_args!(
+                "{}.{:06}",
+                ns / 1_000_000_000,
+                ns % 1_000_000_000 / 1000
             )),
-            TimeMode::Wall => Some(stamp.clock.rfc3339(ts)),
-        },
-        mono_ns: ts,
+            TimeField::None => s.serialize_none(),
+        }
     }
+}
+
+fn time(ts: u64, stamp: &Stamp) -> TimeField {
+    match stamp.mode {
+        TimeMode::None => TimeField::None,
+        TimeMode::Relative => TimeField::Relative(ts.saturating_sub(stamp.clock.start_mono_ns)),
+        TimeMode::Wall => TimeField::Wall(stamp.clock.wall(ts)),
+    }
+}
+
+/// A signal mask as /proc prints it, "0x" and 16 hex digits.
+struct Mask(u64);
+
+impl Serialize for Mask {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{:#018x}", self.0))
+    }
+}
+
+/// A handler address, "0x…".
+struct Hex(u64);
+
+impl Serialize for Hex {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{:#x}", self.0))
+    }
+}
+
+/// A kernel comm, borrowed when it is UTF-8 (it nearly always is).
+fn comm(bytes: &[u8]) -> Cow<'_, str> {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end])
 }
 
 /// Whether si_pid/si_uid hold a sender: kill, sigqueue, tkill, mq_notify and SIGCHLD's
@@ -163,12 +197,12 @@ fn via_name(how: u32) -> Option<&'static str> {
 }
 
 #[derive(Serialize)]
-struct Generate {
+struct Generate<'a> {
     v: u32,
     r#type: &'static str,
     id: u64,
-    #[serde(flatten)]
-    time: Time,
+    time: TimeField,
+    mono_ns: u64,
     signal: Named,
     code: Named,
     errno: i32,
@@ -179,8 +213,8 @@ struct Generate {
     via_arg: Option<i64>,
     si_pid: Option<u32>,
     si_uid: Option<u32>,
-    sender: Task,
-    target: Target,
+    sender: Task<'a>,
+    target: Target<'a>,
     disposition: Disposition,
     masks: Masks,
     outcome: &'static str,
@@ -188,17 +222,17 @@ struct Generate {
 }
 
 #[derive(Serialize)]
-struct Deliver {
+struct Deliver<'a> {
     v: u32,
     r#type: &'static str,
-    #[serde(flatten)]
-    time: Time,
+    time: TimeField,
+    mono_ns: u64,
     signal: Named,
     code: Named,
     errno: i32,
-    task: Task,
+    task: Task<'a>,
     disposition: Disposition,
-    blocked: String,
+    blocked: Mask,
     outcome: &'static str,
     cause: Option<Named>,
     generation: Option<u64>,
@@ -240,12 +274,12 @@ struct Child {
 }
 
 #[derive(Serialize)]
-struct Exit {
+struct Exit<'a> {
     v: u32,
     r#type: &'static str,
-    #[serde(flatten)]
-    time: Time,
-    task: Task,
+    time: TimeField,
+    mono_ns: u64,
+    task: Task<'a>,
     ppid: u32,
     status: Status,
     wait_status: i32,
@@ -295,8 +329,8 @@ struct Fanout {
     v: u32,
     r#type: &'static str,
     id: u64,
-    #[serde(flatten)]
-    time: Time,
+    time: TimeField,
+    mono_ns: u64,
     signal: Named,
     pgid: u32,
     source: Source,
@@ -304,27 +338,27 @@ struct Fanout {
 }
 
 #[derive(Serialize)]
-struct Fork {
+struct Fork<'a> {
     v: u32,
     r#type: &'static str,
-    #[serde(flatten)]
-    time: Time,
-    parent: Task,
+    time: TimeField,
+    mono_ns: u64,
+    parent: Task<'a>,
     child_pid: u32,
     child_tid: u32,
 }
 
 #[derive(Serialize)]
-struct Sigaction {
+struct Sigaction<'a> {
     v: u32,
     r#type: &'static str,
-    #[serde(flatten)]
-    time: Time,
-    task: Task,
+    time: TimeField,
+    mono_ns: u64,
+    task: Task<'a>,
     signal: Named,
     old: Disposition,
     new: Disposition,
-    new_mask: String,
+    new_mask: Mask,
     ret: i32,
 }
 
@@ -332,18 +366,19 @@ struct Sigaction {
 struct Loss {
     v: u32,
     r#type: &'static str,
-    #[serde(flatten)]
-    time: Time,
+    time: TimeField,
+    mono_ns: u64,
     lost: u64,
     total_lost: u64,
 }
 
-fn line<T: Serialize>(w: &mut dyn io::Write, value: &T) -> io::Result<()> {
+fn line<T: Serialize>(w: &mut Vec<u8>, value: &T) -> io::Result<()> {
     serde_json::to_writer(&mut *w, value).map_err(io::Error::other)?;
-    w.write_all(b"\n")
+    w.push(b'\n');
+    Ok(())
 }
 
-pub fn write_report(w: &mut dyn io::Write, report: &Report, stamp: &Stamp) -> io::Result<()> {
+pub fn write_report(w: &mut Vec<u8>, report: &Report, stamp: &Stamp) -> io::Result<()> {
     match report {
         Report::Generate(g) => {
             let e = &g.event;
@@ -356,6 +391,7 @@ pub fn write_report(w: &mut dyn io::Write, report: &Report, stamp: &Stamp) -> io
                     r#type: "generate",
                     id: g.id,
                     time: time(e.header.ts_ns, stamp),
+                    mono_ns: e.header.ts_ns,
                     signal: signal(e.sig),
                     code: code(e.sig, e.code),
                     errno: e.errno,
@@ -373,7 +409,7 @@ pub fn write_report(w: &mut dyn io::Write, report: &Report, stamp: &Stamp) -> io
                     target: Target {
                         pid: e.target.tgid,
                         tid: e.target.tid,
-                        comm: comm_str(&e.target.comm),
+                        comm: comm(&e.target.comm),
                         uid: e.target.uid,
                         ppid: r.parent_tgid,
                         pgid: r.pgid,
@@ -407,6 +443,7 @@ pub fn write_report(w: &mut dyn io::Write, report: &Report, stamp: &Stamp) -> io
                     v: SCHEMA_VERSION,
                     r#type: "deliver",
                     time: time(e.header.ts_ns, stamp),
+                    mono_ns: e.header.ts_ns,
                     signal: signal(e.sig),
                     code: code(e.sig, e.code),
                     errno: e.errno,
@@ -427,6 +464,7 @@ pub fn write_report(w: &mut dyn io::Write, report: &Report, stamp: &Stamp) -> io
                 v: SCHEMA_VERSION,
                 r#type: "exit",
                 time: time(x.event.header.ts_ns, stamp),
+                mono_ns: x.event.header.ts_ns,
                 task: task(&x.event.task),
                 ppid: x.event.parent_tgid,
                 status: status(x.status),
@@ -451,6 +489,7 @@ pub fn write_report(w: &mut dyn io::Write, report: &Report, stamp: &Stamp) -> io
                 v: SCHEMA_VERSION,
                 r#type: "fork",
                 time: time(f.header.ts_ns, stamp),
+                mono_ns: f.header.ts_ns,
                 parent: task(&f.parent),
                 child_pid: f.child_tgid,
                 child_tid: f.child_tid,
@@ -462,6 +501,7 @@ pub fn write_report(w: &mut dyn io::Write, report: &Report, stamp: &Stamp) -> io
                 v: SCHEMA_VERSION,
                 r#type: "sigaction",
                 time: time(s.header.ts_ns, stamp),
+                mono_ns: s.header.ts_ns,
                 task: task(&s.task),
                 signal: signal(s.sig),
                 old: disposition(s.sig, s.old_handler, s.old_flags),
@@ -511,6 +551,7 @@ pub fn write_report(w: &mut dyn io::Write, report: &Report, stamp: &Stamp) -> io
                     r#type: "fanout",
                     id: f.id,
                     time: time(f.ts_ns, stamp),
+                    mono_ns: f.ts_ns,
                     signal: signal(f.sig),
                     pgid: f.pgid,
                     source,
@@ -537,7 +578,7 @@ pub fn write_report(w: &mut dyn io::Write, report: &Report, stamp: &Stamp) -> io
 }
 
 pub fn write_loss(
-    w: &mut dyn io::Write,
+    w: &mut Vec<u8>,
     stamp: &Stamp,
     now_ns: u64,
     lost: u64,
@@ -549,6 +590,7 @@ pub fn write_loss(
             v: SCHEMA_VERSION,
             r#type: "loss",
             time: time(now_ns, stamp),
+            mono_ns: now_ns,
             lost,
             total_lost,
         },

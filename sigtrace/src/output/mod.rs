@@ -52,6 +52,9 @@ pub struct Output<W: Write> {
     summary: summary::Summary,
     /// Flush after every report (a terminal or pipe someone is reading live).
     flush_each: bool,
+    /// One report is formatted here, then written with one call (small writes through a
+    /// `dyn Write` cost more than the formatting).
+    line: Vec<u8>,
 }
 
 impl<W: Write> Output<W> {
@@ -63,6 +66,7 @@ impl<W: Write> Output<W> {
             utc_offset_s: crate::enrich::local_utc_offset(),
             summary: summary::Summary::default(),
             flush_each,
+            line: Vec::with_capacity(1024),
         }
     }
 
@@ -84,10 +88,12 @@ impl<W: Write> Output<W> {
             mode: self.options.time,
             utc_offset_s: self.utc_offset_s,
         };
+        self.line.clear();
         match self.options.format {
-            Format::Text => text::write_report(&mut self.writer, report, &stamp)?,
-            Format::Json => json::write_report(&mut self.writer, report, &stamp)?,
+            Format::Text => text::write_report(&mut self.line, report, &stamp)?,
+            Format::Json => json::write_report(&mut self.line, report, &stamp)?,
         }
+        self.writer.write_all(&self.line)?;
         if self.flush_each {
             self.writer.flush()?;
         }
@@ -111,13 +117,15 @@ impl<W: Write> Output<W> {
                     mode: self.options.time,
                     utc_offset_s: self.utc_offset_s,
                 };
+                self.line.clear();
                 json::write_loss(
-                    &mut self.writer,
+                    &mut self.line,
                     &stamp,
                     crate::enrich::Clock::mono_now(),
                     newly_lost,
                     total_lost,
-                )?
+                )?;
+                self.writer.write_all(&self.line)?;
             }
         }
         self.writer.flush()

@@ -13,7 +13,7 @@ use crate::{
     signals::{Handler, Signal, code_name, result_name},
 };
 
-fn write_time(w: &mut dyn Write, ts: u64, stamp: &Stamp) -> io::Result<()> {
+fn write_time(w: &mut Vec<u8>, ts: u64, stamp: &Stamp) -> io::Result<()> {
     match stamp.mode {
         TimeMode::Wall => {
             let (h, m, s, us) = stamp.clock.local_time_of_day(ts, stamp.utc_offset_s);
@@ -85,7 +85,7 @@ fn via_text(how: u32, arg: i64) -> Option<String> {
     })
 }
 
-fn write_generate(w: &mut dyn Write, g: &GenerateReport) -> io::Result<()> {
+fn write_generate(w: &mut Vec<u8>, g: &GenerateReport) -> io::Result<()> {
     let e = &g.event;
     let r = &e.recipient;
     write!(
@@ -124,7 +124,7 @@ fn write_generate(w: &mut dyn Write, g: &GenerateReport) -> io::Result<()> {
     writeln!(w)
 }
 
-fn write_deliver(w: &mut dyn Write, d: &DeliverReport) -> io::Result<()> {
+fn write_deliver(w: &mut Vec<u8>, d: &DeliverReport) -> io::Result<()> {
     let e = &d.event;
     write!(w, "  ↳ {:<8} {}", Signal(e.sig).name(), Task(&e.task))?;
     if let Some(cause) = d.cause {
@@ -145,7 +145,7 @@ fn write_deliver(w: &mut dyn Write, d: &DeliverReport) -> io::Result<()> {
     writeln!(w)
 }
 
-fn write_exit(w: &mut dyn Write, x: &ExitReport) -> io::Result<()> {
+fn write_exit(w: &mut Vec<u8>, x: &ExitReport) -> io::Result<()> {
     write!(w, "  ✝ {} {}", Task(&x.event.task), x.status)?;
     if !x.pending.is_empty() {
         write!(w, " with {} signal(s) still pending", x.pending.len())?;
@@ -192,7 +192,7 @@ fn control_char(sig: i32) -> &'static str {
     }
 }
 
-fn write_fanout(w: &mut dyn Write, f: &Fanout) -> io::Result<()> {
+fn write_fanout(w: &mut Vec<u8>, f: &Fanout) -> io::Result<()> {
     write!(w, "{:<10} ", Signal(f.sig).name())?;
     match &f.source {
         FanoutSource::Tty { tty, writers } => {
@@ -249,7 +249,7 @@ fn write_fanout(w: &mut dyn Write, f: &Fanout) -> io::Result<()> {
     Ok(())
 }
 
-pub fn write_report(w: &mut dyn Write, report: &Report, stamp: &Stamp) -> io::Result<()> {
+pub fn write_report(w: &mut Vec<u8>, report: &Report, stamp: &Stamp) -> io::Result<()> {
     match report {
         Report::Generate(g) => {
             write_time(w, g.event.header.ts_ns, stamp)?;
