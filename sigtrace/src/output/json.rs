@@ -2,14 +2,14 @@
 //! Every record has `v` and `type`; signals, codes and results carry both name and number;
 //! masks are hex strings as /proc prints them (decode with `sigtrace mask`).
 
-use std::{borrow::Cow, io};
+use std::{borrow::Cow, io, io::Write as _};
 
 use serde::Serialize;
 use sigtrace_common::{TaskIds, via};
 
 use super::{Stamp, TimeMode};
 use crate::{
-    correlate::{ExitStatus, FanoutSource, Report},
+    correlate::{DeliverReport, ExitStatus, FanoutSource, GenerateReport, Report},
     enrich::tty_display,
     events::comm_str,
     signals::{Handler, Signal, code_name, result_name},
@@ -37,13 +37,6 @@ fn signal(sig: i32) -> Named {
     Named {
         number: sig as i64,
         name: Signal(sig).name(),
-    }
-}
-
-fn code(sig: i32, code: i32) -> Named {
-    Named {
-        number: code as i64,
-        name: code_name(sig, code).map_or_else(|| Cow::Owned(format!("{code}")), Cow::Borrowed),
     }
 }
 
@@ -89,36 +82,6 @@ fn disposition(sig: i32, handler: u64, flags: u64) -> Disposition {
 
 fn mask(bits: u64) -> Mask {
     Mask(bits)
-}
-
-#[derive(Serialize)]
-struct Namespace {
-    level: u32,
-    pid: u32,
-    pgid: u32,
-    sid: u32,
-}
-
-#[derive(Serialize)]
-struct Target<'a> {
-    pid: u32,
-    tid: u32,
-    comm: Cow<'a, str>,
-    uid: u32,
-    ppid: u32,
-    pgid: u32,
-    sid: u32,
-    ns: Option<Namespace>,
-    tty: Option<String>,
-    tty_fg_pgid: Option<u32>,
-}
-
-#[derive(Serialize)]
-struct Masks {
-    blocked: Mask,
-    caught: Mask,
-    ignored: Mask,
-    pending: Mask,
 }
 
 /// `time`: RFC 3339 (UTC), seconds since start ("1.234567"), or null. Written straight
@@ -194,50 +157,6 @@ fn via_name(how: u32) -> Option<&'static str> {
         via::PIDFD => "pidfd_send_signal",
         _ => return None,
     })
-}
-
-#[derive(Serialize)]
-struct Generate<'a> {
-    v: u32,
-    r#type: &'static str,
-    id: u64,
-    time: TimeField,
-    mono_ns: u64,
-    signal: Named,
-    code: Named,
-    errno: i32,
-    result: Named,
-    shared: bool,
-    origin: &'static str,
-    via: Option<&'static str>,
-    via_arg: Option<i64>,
-    si_pid: Option<u32>,
-    si_uid: Option<u32>,
-    sender: Task<'a>,
-    target: Target<'a>,
-    disposition: Disposition,
-    masks: Masks,
-    outcome: &'static str,
-    fanout: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct Deliver<'a> {
-    v: u32,
-    r#type: &'static str,
-    time: TimeField,
-    mono_ns: u64,
-    signal: Named,
-    code: Named,
-    errno: i32,
-    task: Task<'a>,
-    disposition: Disposition,
-    blocked: Mask,
-    outcome: &'static str,
-    cause: Option<Named>,
-    generation: Option<u64>,
-    latency_ns: Option<u64>,
-    fanout: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -381,82 +300,12 @@ fn line<T: Serialize>(w: &mut Vec<u8>, value: &T) -> io::Result<()> {
 pub fn write_report(w: &mut Vec<u8>, report: &Report, stamp: &Stamp) -> io::Result<()> {
     match report {
         Report::Generate(g) => {
-            let e = &g.event;
-            let r = &e.recipient;
-            let has_sender_info = e.info_kind == 0 && carries_sender(e.sig, e.code);
-            line(
-                w,
-                &Generate {
-                    v: SCHEMA_VERSION,
-                    r#type: "generate",
-                    id: g.id,
-                    time: time(e.header.ts_ns, stamp),
-                    mono_ns: e.header.ts_ns,
-                    signal: signal(e.sig),
-                    code: code(e.sig, e.code),
-                    errno: e.errno,
-                    result: Named {
-                        number: e.result as i64,
-                        name: result_name(e.result),
-                    },
-                    shared: e.group != 0,
-                    origin: g.origin.as_str(),
-                    via: via_name(e.via),
-                    via_arg: via_name(e.via).map(|_| e.via_arg),
-                    si_pid: has_sender_info.then_some(e.si_pid),
-                    si_uid: has_sender_info.then_some(e.si_uid),
-                    sender: task(&e.sender),
-                    target: Target {
-                        pid: e.target.tgid,
-                        tid: e.target.tid,
-                        comm: comm(&e.target.comm),
-                        uid: e.target.uid,
-                        ppid: r.parent_tgid,
-                        pgid: r.pgid,
-                        sid: r.sid,
-                        ns: (r.ns_level > 0).then_some(Namespace {
-                            level: r.ns_level,
-                            pid: r.ns_tgid,
-                            pgid: r.ns_pgid,
-                            sid: r.ns_sid,
-                        }),
-                        tty: (r.tty[0] != 0).then(|| tty_display(&comm_str(&r.tty))),
-                        tty_fg_pgid: (r.tty[0] != 0 && r.tty_fg_pgid != 0).then_some(r.tty_fg_pgid),
-                    },
-                    disposition: disposition(e.sig, r.handler, r.sa_flags),
-                    masks: Masks {
-                        blocked: mask(r.blocked),
-                        caught: mask(r.caught),
-                        ignored: mask(r.ignored),
-                        pending: mask(r.pending),
-                    },
-                    outcome: g.outcome.as_str(),
-                    fanout: g.fanout,
-                },
-            )
+            write_generate(w, g, stamp);
+            Ok(())
         }
         Report::Deliver(d) => {
-            let e = &d.event;
-            line(
-                w,
-                &Deliver {
-                    v: SCHEMA_VERSION,
-                    r#type: "deliver",
-                    time: time(e.header.ts_ns, stamp),
-                    mono_ns: e.header.ts_ns,
-                    signal: signal(e.sig),
-                    code: code(e.sig, e.code),
-                    errno: e.errno,
-                    task: task(&e.task),
-                    disposition: disposition(e.sig, e.handler, e.sa_flags),
-                    blocked: mask(e.blocked),
-                    outcome: d.outcome.as_str(),
-                    cause: d.cause.map(signal),
-                    generation: d.generation.map(|g| g.0),
-                    latency_ns: d.generation.map(|g| g.1),
-                    fanout: d.fanout,
-                },
-            )
+            write_deliver(w, d, stamp);
+            Ok(())
         }
         Report::Exit(x) => line(
             w,
@@ -575,6 +424,222 @@ pub fn write_report(w: &mut Vec<u8>, report: &Report, stamp: &Stamp) -> io::Resu
             )
         }
     }
+}
+
+/// The hot records (generate, deliver: nearly all of a busy trace) are written by hand:
+/// static keys need no escaping and land with one copy each, which serde cannot know. The
+/// schema test validates these against docs/sigtrace.schema.json like every other record.
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+struct Obj<'a> {
+    w: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl<'a> Obj<'a> {
+    fn open(w: &'a mut Vec<u8>) -> Self {
+        w.push(b'{');
+        Obj { w, first: true }
+    }
+
+    fn key(&mut self, key: &str) -> &mut Vec<u8> {
+        if !self.first {
+            self.w.push(b',');
+        }
+        self.first = false;
+        self.w.push(b'"');
+        self.w.extend_from_slice(key.as_bytes());
+        self.w.extend_from_slice(b"\":");
+        self.w
+    }
+
+    fn num(&mut self, key: &str, value: impl itoa::Integer) -> &mut Self {
+        let mut buf = itoa::Buffer::new();
+        let text = buf.format(value);
+        self.key(key).extend_from_slice(text.as_bytes());
+        self
+    }
+
+    fn opt_num(&mut self, key: &str, value: Option<impl itoa::Integer>) -> &mut Self {
+        match value {
+            Some(v) => self.num(key, v),
+            None => self.raw(key, "null"),
+        }
+    }
+
+    fn raw(&mut self, key: &str, json: &str) -> &mut Self {
+        self.key(key).extend_from_slice(json.as_bytes());
+        self
+    }
+
+    /// A string known to need no escaping (names from our tables, hex, times).
+    fn plain(&mut self, key: &str, value: impl std::fmt::Display) -> &mut Self {
+        let w = self.key(key);
+        w.push(b'"');
+        let _ = write!(w, "{value}");
+        w.push(b'"');
+        self
+    }
+
+    /// A mask, "0x" and 16 hex digits (core::fmt's zero padding goes a char at a time).
+    fn mask(&mut self, key: &str, bits: u64) -> &mut Self {
+        let w = self.key(key);
+        w.extend_from_slice(b"\"0x");
+        for shift in (0..16).rev() {
+            w.push(HEX_DIGITS[(bits >> (shift * 4)) as usize & 0xf]);
+        }
+        w.push(b'"');
+        self
+    }
+
+    /// Any string (a comm may hold quotes, backslashes, control bytes).
+    fn string(&mut self, key: &str, value: &str) -> &mut Self {
+        let w = self.key(key);
+        // serde_json escapes exactly as JSON requires.
+        let _ = serde_json::to_writer(&mut *w, value);
+        self
+    }
+
+    fn nested(&mut self, key: &str, fill: impl FnOnce(&mut Obj)) -> &mut Self {
+        let w = self.key(key);
+        let mut inner = Obj::open(w);
+        fill(&mut inner);
+        inner.w.push(b'}');
+        self
+    }
+
+    fn close(self) {
+        self.w.extend_from_slice(b"}\n");
+    }
+}
+
+fn named(o: &mut Obj, key: &str, number: i64, name: &str) {
+    o.nested(key, |n| {
+        n.num("number", number).plain("name", name);
+    });
+}
+
+fn time_fields(o: &mut Obj, ts: u64, stamp: &Stamp) {
+    match time(ts, stamp) {
+        TimeField::Wall(t) => o.plain("time", humantime::format_rfc3339_micros(t)),
+        TimeField::Relative(ns) => o.plain(
+            "time",
+            format_args!("{}.{:06}", ns / 1_000_000_000, ns % 1_000_000_000 / 1000),
+        ),
+        TimeField::None => o.raw("time", "null"),
+    };
+    o.num("mono_ns", ts);
+}
+
+fn code_fields(o: &mut Obj, sig: i32, code: i32) {
+    let mut buf = itoa::Buffer::new();
+    let name = code_name(sig, code).unwrap_or_else(|| buf.format(code));
+    named(o, "code", code as i64, name);
+}
+
+fn task_fields(o: &mut Obj, key: &str, t: &TaskIds) {
+    o.nested(key, |n| {
+        n.num("pid", t.tgid)
+            .num("tid", t.tid)
+            .string("comm", &comm(&t.comm))
+            .num("uid", t.uid);
+    });
+}
+
+fn disposition_fields(o: &mut Obj, sig: i32, handler: u64, flags: u64) {
+    let d = disposition(sig, handler, flags);
+    o.nested("disposition", |n| {
+        n.plain("action", d.action);
+        match d.handler {
+            Some(Hex(a)) => n.plain("handler", format_args!("{a:#x}")),
+            None => n.raw("handler", "null"),
+        };
+        n.plain("default_action", d.default_action)
+            .num("flags", d.flags);
+    });
+}
+
+fn write_generate(w: &mut Vec<u8>, g: &GenerateReport, stamp: &Stamp) {
+    let e = &g.event;
+    let r = &e.recipient;
+    let has_sender_info = e.info_kind == 0 && carries_sender(e.sig, e.code);
+    let mut o = Obj::open(w);
+    o.num("v", SCHEMA_VERSION)
+        .plain("type", "generate")
+        .num("id", g.id);
+    time_fields(&mut o, e.header.ts_ns, stamp);
+    named(&mut o, "signal", e.sig as i64, &Signal(e.sig).name());
+    code_fields(&mut o, e.sig, e.code);
+    o.num("errno", e.errno);
+    named(&mut o, "result", e.result as i64, &result_name(e.result));
+    o.raw("shared", if e.group != 0 { "true" } else { "false" })
+        .plain("origin", g.origin.as_str());
+    match via_name(e.via) {
+        Some(how) => o.plain("via", how).num("via_arg", e.via_arg),
+        None => o.raw("via", "null").raw("via_arg", "null"),
+    };
+    o.opt_num("si_pid", has_sender_info.then_some(e.si_pid))
+        .opt_num("si_uid", has_sender_info.then_some(e.si_uid));
+    task_fields(&mut o, "sender", &e.sender);
+    o.nested("target", |t| {
+        t.num("pid", e.target.tgid)
+            .num("tid", e.target.tid)
+            .string("comm", &comm(&e.target.comm))
+            .num("uid", e.target.uid)
+            .num("ppid", r.parent_tgid)
+            .num("pgid", r.pgid)
+            .num("sid", r.sid);
+        if r.ns_level > 0 {
+            t.nested("ns", |n| {
+                n.num("level", r.ns_level)
+                    .num("pid", r.ns_tgid)
+                    .num("pgid", r.ns_pgid)
+                    .num("sid", r.ns_sid);
+            });
+        } else {
+            t.raw("ns", "null");
+        }
+        if r.tty[0] != 0 {
+            t.string("tty", &tty_display(&comm_str(&r.tty)));
+            t.opt_num("tty_fg_pgid", (r.tty_fg_pgid != 0).then_some(r.tty_fg_pgid));
+        } else {
+            t.raw("tty", "null").raw("tty_fg_pgid", "null");
+        }
+    });
+    disposition_fields(&mut o, e.sig, r.handler, r.sa_flags);
+    o.nested("masks", |m| {
+        m.mask("blocked", r.blocked)
+            .mask("caught", r.caught)
+            .mask("ignored", r.ignored)
+            .mask("pending", r.pending);
+    });
+    o.plain("outcome", g.outcome.as_str())
+        .opt_num("fanout", g.fanout);
+    o.close();
+}
+
+fn write_deliver(w: &mut Vec<u8>, d: &DeliverReport, stamp: &Stamp) {
+    let e = &d.event;
+    let mut o = Obj::open(w);
+    o.num("v", SCHEMA_VERSION).plain("type", "deliver");
+    time_fields(&mut o, e.header.ts_ns, stamp);
+    named(&mut o, "signal", e.sig as i64, &Signal(e.sig).name());
+    code_fields(&mut o, e.sig, e.code);
+    o.num("errno", e.errno);
+    task_fields(&mut o, "task", &e.task);
+    disposition_fields(&mut o, e.sig, e.handler, e.sa_flags);
+    o.mask("blocked", e.blocked)
+        .plain("outcome", d.outcome.as_str());
+    match d.cause {
+        Some(cause) => named(&mut o, "cause", cause as i64, &Signal(cause).name()),
+        None => {
+            o.raw("cause", "null");
+        }
+    }
+    o.opt_num("generation", d.generation.map(|g| g.0))
+        .opt_num("latency_ns", d.generation.map(|g| g.1))
+        .opt_num("fanout", d.fanout);
+    o.close();
 }
 
 pub fn write_loss(
