@@ -126,8 +126,7 @@ pub struct DeliverEvent {
     pub handler: u64,
     pub sa_flags: u64,
     pub blocked: u64,
-    pub si_pid: u32,
-    pub si_uid: u32,
+    pub _pad: [u32; 2],
 }
 const _: () = assert!(size_of::<DeliverEvent>() == 96);
 
@@ -178,6 +177,42 @@ pub struct SigactionEvent {
     pub new_mask: u64,
 }
 const _: () = assert!(size_of::<SigactionEvent>() == 96);
+
+/// si_code values (include/uapi/asm-generic/siginfo.h) that the kernel side and the user side
+/// both interpret.
+pub mod si {
+    pub const USER: i32 = 0;
+    pub const KERNEL: i32 = 0x80;
+    pub const QUEUE: i32 = -1;
+    pub const TIMER: i32 = -2;
+    pub const MESGQ: i32 = -3;
+    pub const ASYNCIO: i32 = -4;
+    pub const SIGIO: i32 = -5;
+    pub const TKILL: i32 = -6;
+    pub const ASYNCNL: i32 = -60;
+}
+
+const SIGCHLD: i32 = 17;
+
+/// Whether a signal came from the kernel (a fault, a timer, the tty, SIGCHLD, SIGPIPE…)
+/// rather than from a process's kill/tkill/sigqueue/pidfd_send_signal. `no_siginfo`: the
+/// kernel passed SEND_SIG_NOINFO or SEND_SIG_PRIV, which kill(2) never does.
+#[inline(always)]
+pub fn kernel_origin(no_siginfo: bool, code: i32) -> bool {
+    no_siginfo
+        || code > 0
+        || matches!(
+            code,
+            si::KERNEL | si::TIMER | si::MESGQ | si::ASYNCIO | si::SIGIO | si::ASYNCNL
+        )
+}
+
+/// Whether the siginfo's si_pid/si_uid name a sender: kill, sigqueue, tkill, mq_notify,
+/// and SIGCHLD's child. For timers, SIGIO and the rest that union holds other data.
+#[inline(always)]
+pub fn carries_sender(sig: i32, code: i32) -> bool {
+    matches!(code, si::USER | si::QUEUE | si::MESGQ | si::TKILL) || sig == SIGCHLD
+}
 
 /// Filter flags in [`Config::flags`].
 pub mod flag {
@@ -233,8 +268,6 @@ pub struct Offsets {
     pub signal_tty: u32,
     pub signal_group_exit_code: u32,
     pub signal_live: u32,
-    /// task->thread_pid
-    pub task_thread_pid: u32,
     pub pid_level: u32,
     pub pid_numbers: u32,
     pub upid_size: u32,
@@ -251,6 +284,10 @@ pub struct Offsets {
     pub regs_di: u32,
     pub regs_si: u32,
     pub regs_dx: u32,
+    /// signal->group_exec_task: set while an exec kills the other threads.
+    pub signal_group_exec_task: u32,
+    /// 1 when this kernel's sched_process_exit passes `group_dead` (6.16+), else 0.
+    pub exit_has_group_dead: u32,
     /// task->children and task->sibling (list_head), to list a dying process's children.
     pub task_children: u32,
     pub task_sibling: u32,
@@ -265,8 +302,9 @@ pub struct Offsets {
     /// `[start, start + len)` of pt_regs covers dx, si, di and orig_ax.
     pub regs_window_start: u32,
     pub regs_window_len: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(size_of::<Offsets>() == 168);
+const _: () = assert!(size_of::<Offsets>() == 176);
 
 /// Capacities of the programs' per-CPU scratch windows; a kernel whose windows do not fit
 /// is refused at load time.
@@ -291,7 +329,7 @@ pub struct Config {
     pub wakeup_records: u32,
     pub offsets: Offsets,
 }
-const _: () = assert!(size_of::<Config>() == 192);
+const _: () = assert!(size_of::<Config>() == 200);
 
 impl Config {
     pub const ZEROED: Config = Config {
@@ -319,7 +357,6 @@ impl Config {
             signal_tty: 0,
             signal_group_exit_code: 0,
             signal_live: 0,
-            task_thread_pid: 0,
             pid_level: 0,
             pid_numbers: 0,
             upid_size: 0,
@@ -334,6 +371,8 @@ impl Config {
             regs_di: 0,
             regs_si: 0,
             regs_dx: 0,
+            signal_group_exec_task: 0,
+            exit_has_group_dead: 0,
             task_children: 0,
             task_sibling: 0,
             task_window_start: 0,
@@ -343,6 +382,7 @@ impl Config {
             pid_window_len: 0,
             regs_window_start: 0,
             regs_window_len: 0,
+            _pad: 0,
         },
     };
 }

@@ -21,7 +21,7 @@ use aya_ebpf::{
 use sigtrace_common::{
     COMM_LEN, Config, DeliverEvent, ExitEvent, ForkEvent, GenerateEvent, Header, MAX_CHILDREN,
     PID_WINDOW, PendingKey, REGS_WINDOW, Recipient, SIGNAL_WINDOW, SigactionEvent, TASK_WINDOW,
-    TaskIds, flag, kind, side, via,
+    TaskIds, carries_sender, flag, kernel_origin, kind, si, side, via,
 };
 
 /// Set by userspace at load time (EbpfLoader::set_global); read-only afterwards, so the
@@ -51,6 +51,11 @@ static COMMS: HashMap<[u8; COMM_LEN], u8> = HashMap::with_max_entries(1024, 0);
 #[map]
 static DELIVERABLE: LruHashMap<PendingKey, u32> = LruHashMap::with_max_entries(16384, 0);
 
+/// Targets of kept generations: their exits pass the filters too (the story's "kill the
+/// wrapper" needs the wrapper's exit even with --sender).
+#[map]
+static SIGNALLED: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16384, 0);
+
 /// Per-CPU scratch: struct windows (one read each instead of one per field) and the 64
 /// k_sigactions of a recipient, too large for the stack. Only the signal programs use it;
 /// they run with the siglock held and interrupts off, so nothing nests on this CPU.
@@ -73,13 +78,6 @@ static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 static SIGACTION_ENTRY: HashMap<u32, SigactionEvent> = HashMap::with_max_entries(4096, 0);
 
 const SIGKILL: i32 = 9;
-const SIGCHLD: i32 = 17;
-const SI_KERNEL: i32 = 0x80;
-const SI_TIMER: i32 = -2;
-const SI_MESGQ: i32 = -3;
-const SI_ASYNCIO: i32 = -4;
-const SI_SIGIO: i32 = -5;
-const SI_ASYNCNL: i32 = -60;
 /// enum pid_type
 const PIDTYPE_TGID: u32 = 1;
 const PIDTYPE_PGID: u32 = 2;
@@ -238,7 +236,8 @@ fn wakeup_flags(since_wakeup: &mut u32) -> u64 {
     }
 }
 
-/// Wake-up flags for programs that do not use the scratch (rare records: wake at once).
+/// Wake-up flags for programs that do not use the scratch (rare records): 0 lets the
+/// kernel wake the reader when it is waiting.
 #[inline(always)]
 fn rare_wakeup() -> u64 {
     0
@@ -262,21 +261,6 @@ fn side_of(map: &HashMap<u32, u8>, key: u32) -> u8 {
 fn comm_side(comm: &[u8; COMM_LEN]) -> u8 {
     // SAFETY: as above.
     unsafe { COMMS.get(comm) }.copied().unwrap_or(0)
-}
-
-/// True when a signal came from the kernel rather than from a process's kill/tkill/sigqueue.
-#[inline(always)]
-fn kernel_origin(info: u64, code: i32) -> bool {
-    // kill(2) always passes a siginfo; SEND_SIG_NOINFO and SEND_SIG_PRIV come from in-kernel
-    // senders such as send_sig(SIGPIPE, current, 0) and the tty driver.
-    info <= SEND_SIG_PRIV
-        || code > 0
-        || code == SI_KERNEL
-        || code == SI_TIMER
-        || code == SI_MESGQ
-        || code == SI_ASYNCIO
-        || code == SI_SIGIO
-        || code == SI_ASYNCNL
 }
 
 /// The current syscall and its first argument, from the sender's saved user registers:
@@ -458,9 +442,9 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
     let (code, errno, si_pid, si_uid, info_kind) = if info <= SEND_SIG_PRIV {
         // What the tracepoint itself reports for these (TP_STORE_SIGINFO).
         let code = if info == SEND_SIG_NOINFO {
-            0
+            si::USER
         } else {
-            SI_KERNEL
+            si::KERNEL
         };
         (code, 0, 0, 0, 1)
     } else {
@@ -468,8 +452,7 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
         // kill, rt and sigchld). One read of the head.
         let head: [u32; 6] = read(info, 0);
         let code = head[2] as i32;
-        let carries_sender = code <= 0 || sig == SIGCHLD;
-        let (si_pid, si_uid) = if carries_sender {
+        let (si_pid, si_uid) = if carries_sender(sig, code) {
             (head[4], head[5])
         } else {
             (0, 0)
@@ -477,7 +460,7 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
         (code, head[1] as i32, si_pid, si_uid, 0)
     };
     if flags & (flag::KERNEL_ONLY | flag::USER_ONLY) != 0 {
-        let from_kernel = kernel_origin(info, code);
+        let from_kernel = kernel_origin(info <= SEND_SIG_PRIV, code);
         if (flags & flag::KERNEL_ONLY != 0 && !from_kernel)
             || (flags & flag::USER_ONLY != 0 && from_kernel)
         {
@@ -565,7 +548,9 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
         }
         snapshot_recipient(scratch, sig, &mut event.recipient);
     }
-    if filtered(flags) && result == 0 {
+    // Queued (DELIVERED, LOSE_INFO): a delivery will follow.
+    if filtered(flags) && (result == 0 || result == 4) {
+        let _ = SIGNALLED.insert(&target_tgid, &1, 0);
         let key = PendingKey {
             tgid: target_tgid,
             sig: sig as u32,
@@ -604,6 +589,12 @@ fn try_signal_deliver(ctx: &RawTracePointContext) -> Result<i32, i32> {
     let current = current_task();
     let group_exit_code: i32 = if sig == SIGKILL {
         let signal: u64 = read(current, conf!(offsets.task_signal));
+        // An exec in another thread kills this one with a SIGKILL nobody sent
+        // (de_thread): not a signal delivery.
+        let exec_task: u64 = read(signal, conf!(offsets.signal_group_exec_task));
+        if exec_task != 0 {
+            return Ok(0);
+        }
         read(signal, conf!(offsets.signal_group_exit_code))
     } else {
         0
@@ -621,21 +612,31 @@ fn try_signal_deliver(ctx: &RawTracePointContext) -> Result<i32, i32> {
             tgid,
             sig: cause as u32,
         };
-        match DELIVERABLE.get_ptr_mut(&key) {
+        let kept = match DELIVERABLE.get_ptr_mut(&key) {
             // SAFETY: the value is a plain counter.
-            Some(count) => unsafe {
-                // Every thread of a dying group dequeues the SIGKILL: keep the count.
-                if cause == sig && *count > 0 {
-                    *count -= 1;
+            Some(count) if unsafe { *count } > 0 => {
+                // Every thread of a dying group dequeues the SIGKILL: keep the count then.
+                if cause == sig {
+                    // SAFETY: as above.
+                    unsafe { *count -= 1 };
                 }
-            },
-            None => {
-                // A followed process's own deliveries pass even without a kept generation
-                // (e.g. a signal generated before tracing started).
-                if flags & flag::PID_FILTER == 0 || side_of(&PIDS, tgid) & side::TARGET == 0 {
-                    return Ok(0);
-                }
+                true
             }
+            _ => false,
+        };
+        // A traced target's own deliveries pass without a kept generation (one generated
+        // before tracing started) when the pid is the only filter: no other filter can be
+        // judged without the sender.
+        let only_pids = flags
+            & (flag::TID_FILTER
+                | flag::PGRP_FILTER
+                | flag::COMM_FILTER
+                | flag::UID_FILTER
+                | flag::KERNEL_ONLY
+                | flag::USER_ONLY)
+            == 0;
+        if !kept && !(only_pids && side_of(&PIDS, tgid) & side::TARGET != 0) {
+            return Ok(0);
         }
     }
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
@@ -667,14 +668,10 @@ fn try_signal_deliver(ctx: &RawTracePointContext) -> Result<i32, i32> {
         event.task.comm = task_at(&scratch.target, conf!(offsets.task_comm));
         event.task.uid = bpf_get_current_uid_gid() as u32;
         event.sig = sig;
-        // uapi siginfo head: errno, code, then si_pid, si_uid for the codes that carry them.
-        let head: [u32; 6] = read(info, 0);
-        event.errno = head[1] as i32;
-        event.code = head[2] as i32;
-        if event.code <= 0 || sig == SIGCHLD {
-            event.si_pid = head[4];
-            event.si_uid = head[5];
-        }
+        // uapi siginfo head: signo, errno, code.
+        let head: [i32; 3] = read(info, 0);
+        event.errno = head[1];
+        event.code = head[2];
         event.group_exit_code = group_exit_code;
         // k_sigaction: handler then flags (offsets from BTF), in one read.
         let action: [u64; 2] = read(ka, conf!(offsets.ksa_handler));
@@ -701,8 +698,14 @@ fn try_sched_process_exit(ctx: &RawTracePointContext) -> Result<i32, i32> {
     let task: u64 = ctx.arg(0);
     let flags = conf!(flags);
     let signal: u64 = read(task, conf!(offsets.task_signal));
-    let live: i32 = read(signal, conf!(offsets.signal_live));
-    if live != 0 {
+    // The last thread: the kernel says so where it passes group_dead; before 6.16 the
+    // live count is all there is (racy only between threads exiting at once).
+    let group_dead = if conf!(offsets.exit_has_group_dead) != 0 {
+        ctx.arg::<u64>(1) & 0xff != 0
+    } else {
+        read::<i32>(signal, conf!(offsets.signal_live)) == 0
+    };
+    if !group_dead {
         return Ok(0);
     }
     let tgid: u32 = read(task, conf!(offsets.task_tgid));
@@ -710,8 +713,13 @@ fn try_sched_process_exit(ctx: &RawTracePointContext) -> Result<i32, i32> {
         return Ok(0);
     }
     let followed = side_of(&PIDS, tgid);
-    if flags & flag::PID_FILTER != 0 && followed == 0 {
+    // SAFETY: the value is a plain u8 copied out at once.
+    let signalled = unsafe { SIGNALLED.get(&tgid) }.is_some();
+    if filtered(flags) && followed == 0 && !signalled {
         return Ok(0);
+    }
+    if signalled {
+        let _ = SIGNALLED.remove(&tgid);
     }
     let Some(mut entry) = EVENTS.reserve::<ExitEvent>(0) else {
         count_lost();
@@ -780,10 +788,15 @@ fn try_sched_process_fork(ctx: &RawTracePointContext) -> Result<i32, i32> {
     if child_tgid == parent_tgid {
         return Ok(0); // a new thread, not a new process
     }
-    if conf!(flags) & flag::FOLLOW_FORKS == 0 || side_of(&PIDS, parent_tgid) == 0 {
+    let parent_side = side_of(&PIDS, parent_tgid);
+    if conf!(flags) & flag::FOLLOW_FORKS == 0 || parent_side == 0 {
         return Ok(0);
     }
-    let _ = PIDS.insert(&child_tgid, &side::EITHER, 0);
+    // The child is followed on the same side(s) as its parent (--sender P --follow keeps
+    // what P's descendants send, not what they receive).
+    if PIDS.insert(&child_tgid, &parent_side, 0).is_err() {
+        count_lost();
+    }
     let Some(mut entry) = EVENTS.reserve::<ForkEvent>(0) else {
         count_lost();
         return Ok(0);

@@ -196,6 +196,21 @@ impl Btf {
         None
     }
 
+    /// Number of parameters of the function prototype behind the typedef `name` (a pointer
+    /// to a FUNC_PROTO, as the kernel's `btf_trace_*` typedefs are); 0 when absent.
+    pub fn func_proto_params(&self, name: &str) -> usize {
+        let typedef = (1..=self.type_offsets.len() as u32).find(|&id| {
+            self.record(id)
+                .is_some_and(|r| r.kind == KIND_TYPEDEF && self.name(r.name_off) == name.as_bytes())
+        });
+        typedef
+            .and_then(|id| self.record(id))
+            .and_then(|r| self.record(r.size_or_type)) // the pointer
+            .and_then(|ptr| self.record(ptr.size_or_type))
+            .filter(|proto| proto.kind == KIND_FUNC_PROTO)
+            .map_or(0, |proto| proto.vlen)
+    }
+
     /// Size in bytes of a struct (by id).
     pub fn size_of(&self, id: u32) -> Result<u32, BtfError> {
         self.resolve(id)
@@ -366,7 +381,6 @@ pub fn resolve_offsets(btf: &Btf) -> Result<Offsets, BtfError> {
         signal_tty: signal("tty")?,
         signal_group_exit_code: signal("group_exit_code")?,
         signal_live: signal("live")?,
-        task_thread_pid: task("thread_pid")?,
         pid_level: btf.offset_of("pid", "level")?,
         pid_numbers: btf.offset_of("pid", "numbers")? + btf.offset_of("upid", "nr")?,
         upid_size: btf.size_of(btf.struct_id("upid")?)?,
@@ -384,6 +398,8 @@ pub fn resolve_offsets(btf: &Btf) -> Result<Offsets, BtfError> {
         regs_di: regs("di")?,
         regs_si: regs("si")?,
         regs_dx: regs("dx")?,
+        signal_group_exec_task: signal("group_exec_task").or_else(|_| signal("group_exit_task"))?,
+        exit_has_group_dead: u32::from(btf.func_proto_params("btf_trace_sched_process_exit") >= 3),
         task_children: task("children")?,
         task_sibling: task("sibling")?,
         ..Offsets::default()

@@ -117,7 +117,8 @@ pub struct TraceArgs {
         help_heading = "Filters"
     )]
     pub exclude_signals: Vec<String>,
-    /// Only signals that were not queued: ignored, merged with a pending one, or dropped.
+    /// Only signals that were not simply queued: ignored, merged with a pending one, dropped
+    /// (real-time queue full), or queued without their siginfo.
     #[arg(long, help_heading = "Filters")]
     pub failed: bool,
     /// Only signals the kernel sent (faults, tty, timers, SIGCHLD, SIGPIPE, OOM...).
@@ -129,12 +130,15 @@ pub struct TraceArgs {
     /// Only signals sent by processes running as UID (a number or a user name).
     #[arg(long, value_name = "UID", help_heading = "Filters")]
     pub uid: Option<String>,
-    /// With --pid: also trace the descendants those processes create from now on.
+    /// With --pid, --sender or --target: also trace the descendants those processes create
+    /// from now on (on the same side).
     #[arg(short, long, help_heading = "Filters")]
     pub follow: bool,
 
-    /// Also report every change a traced process makes to its signal actions (rt_sigaction).
-    #[arg(long)]
+    /// Also report every change a process makes to its signal actions (rt_sigaction): the
+    /// processes of --pid/--sender/--target (and their followed children), or every process.
+    /// On in launch mode.
+    #[arg(long, help_heading = "Filters")]
     pub sigaction: bool,
     /// Output format: one line per event for people, or one JSON object per line.
     #[arg(long, value_enum, default_value = "text", help_heading = "Output")]

@@ -59,6 +59,9 @@ pub enum Outcome {
     Continued,
     /// The process exited while the signal was still pending.
     PendingAtExit,
+    /// Gone from the queue without a delivery: taken by sigwaitinfo/sigtimedwait/signalfd,
+    /// or flushed (a SIGCONT discards pending stop signals and vice versa).
+    Consumed,
 }
 
 impl Outcome {
@@ -76,6 +79,7 @@ impl Outcome {
             Outcome::Stopped => "stopped",
             Outcome::Continued => "continued",
             Outcome::PendingAtExit => "pending at exit",
+            Outcome::Consumed => "consumed",
         }
     }
 
@@ -182,6 +186,9 @@ pub struct GenerateReport {
     pub fanout: Option<u64>,
     /// What is known at generation (ignored, merged, blocked...).
     pub outcome: Outcome,
+    /// Earlier generations of the same standard signal this one proves gone without a
+    /// delivery (it was queued, so they no longer were): consumed or flushed.
+    pub consumed: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,7 +263,8 @@ enum FanoutKey {
 #[derive(Default)]
 pub struct Correlator {
     next_id: u64,
-    pending: HashMap<(u32, i32), VecDeque<PendingSignal>>,
+    /// Queued signals by (tgid, tid — 0 for the process-wide queue —, signal).
+    pending: HashMap<(u32, u32, i32), VecDeque<PendingSignal>>,
     open_fanouts: Vec<(FanoutKey, Fanout)>,
     /// tgid → fan-out it is a member of (while the fan-out is open).
     fanout_of: HashMap<u32, u64>,
@@ -266,22 +274,24 @@ pub struct Correlator {
     /// threads add nothing.
     dying: HashMap<u32, i32>,
     last_ts: u64,
+    /// Size of `pending` at which empty queues are pruned next (grows with live ones).
+    prune_at: usize,
 }
 
-/// True for signals the kernel originates rather than a process's kill/tkill/sigqueue.
+/// Who originated a signal: the kernel (faults, timers, tty, SIGCHLD, SIGPIPE) or a process.
 pub fn origin(event: &GenerateEvent) -> Origin {
-    const SI_TIMER: i32 = -2;
-    const SI_MESGQ: i32 = -3;
-    const SI_ASYNCIO: i32 = -4;
-    const SI_SIGIO: i32 = -5;
-    const SI_ASYNCNL: i32 = -60;
-    let kernel = event.info_kind != 0
-        || event.code > 0
-        || matches!(
-            event.code,
-            SI_KERNEL | SI_TIMER | SI_MESGQ | SI_ASYNCIO | SI_SIGIO | SI_ASYNCNL
-        );
-    if kernel { Origin::Kernel } else { Origin::User }
+    if sigtrace_common::kernel_origin(event.info_kind != 0, event.code) {
+        Origin::Kernel
+    } else {
+        Origin::User
+    }
+}
+
+/// The queue a generation waits in: the thread's own (tkill, tgkill, faults) or the
+/// process-wide one (kill, the tty, most kernel senders).
+fn queue_key(e: &GenerateEvent) -> (u32, u32, i32) {
+    let tid = if e.group != 0 { 0 } else { e.target.tid };
+    (e.target.tgid, tid, e.sig)
 }
 
 /// Signals the tty driver sends to a whole group.
@@ -371,8 +381,9 @@ impl Correlator {
             }
         }
         // Bounded memory: drop emptied queues and processes not heard of for a long time.
-        if self.pending.len() > 4096 {
+        if self.pending.len() > self.prune_at {
             self.pending.retain(|_, queue| !queue.is_empty());
+            self.prune_at = (self.pending.len() * 2).max(4096);
         }
         if self.interest.len() > 4096 {
             self.interest
@@ -421,15 +432,19 @@ impl Correlator {
         if fanout.is_some() {
             self.fanout_of.insert(target, fanout.unwrap_or_default());
         }
+        let mut consumed = Vec::new();
         if matches!(e.result, result::DELIVERED | result::LOSE_INFO) {
-            self.pending
-                .entry((target, e.sig))
-                .or_default()
-                .push_back(PendingSignal {
-                    id,
-                    ts_ns: ts,
-                    fanout,
-                });
+            let queue = self.pending.entry(queue_key(&e)).or_default();
+            // A standard signal is queued only when it is not already pending: whatever is
+            // still in our queue for it left without a delivery.
+            if e.sig < num::KERNEL_SIGRTMIN {
+                consumed.extend(queue.drain(..).map(|p| p.id));
+            }
+            queue.push_back(PendingSignal {
+                id,
+                ts_ns: ts,
+                fanout,
+            });
         }
         out.push(Report::Generate(GenerateReport {
             id,
@@ -437,6 +452,7 @@ impl Correlator {
             origin: origin(&e),
             fanout,
             outcome,
+            consumed,
         }));
     }
 
@@ -502,10 +518,13 @@ impl Correlator {
             }
             self.dying.insert(tgid, effective);
         }
-        let key = (tgid, cause.unwrap_or(e.sig));
-        // An emptied queue stays (a busy signaller would otherwise allocate one per
-        // signal); exits and `settle` prune them.
-        let matched = self.pending.get_mut(&key).and_then(|q| q.pop_front());
+        // The thread's own queue is dequeued first, then the process-wide one (as the
+        // kernel's dequeue_signal does). An emptied queue stays (a busy signaller would
+        // otherwise allocate one per signal); exits and `settle` prune them.
+        let sig = cause.unwrap_or(e.sig);
+        let matched = [(tgid, e.task.tid, sig), (tgid, 0, sig)]
+            .iter()
+            .find_map(|key| self.pending.get_mut(key).and_then(|q| q.pop_front()));
         let generation = matched.as_ref().map(|p| (p.id, ts.saturating_sub(p.ts_ns)));
         let fanout = matched.as_ref().and_then(|p| p.fanout);
         if let Some(p) = &matched
@@ -533,7 +552,7 @@ impl Correlator {
         let status = ExitStatus::from_wait_status(e.exit_code);
         self.dying.remove(&tgid);
         let mut pending = Vec::new();
-        self.pending.retain(|(pid, _), queue| {
+        self.pending.retain(|(pid, _, _), queue| {
             if *pid == tgid {
                 pending.extend(queue.iter().map(|p| p.id));
                 false
@@ -776,6 +795,55 @@ mod tests {
                 .count(),
             2
         );
+    }
+
+    /// Regression: a signal taken by sigwaitinfo (no delivery) must not be paired with the
+    /// next delivery of the same signal.
+    #[test]
+    fn consumed_standard_signal_is_retired_not_paired() {
+        let mut c = Correlator::new();
+        let mut out = Vec::new();
+        c.push(
+            Event::Generate(gen_event(100, 1, 2, num::SIGUSR1, 0)),
+            &mut out,
+        );
+        c.push(
+            Event::Generate(gen_event(500, 1, 2, num::SIGUSR1, 0)),
+            &mut out,
+        );
+        c.push(
+            Event::Deliver(deliver_event(600, 2, num::SIGUSR1, 0x5555, 0)),
+            &mut out,
+        );
+        let Report::Generate(second) = &out[1] else {
+            panic!()
+        };
+        assert_eq!(second.consumed, [1]);
+        let Report::Deliver(d) = &out[2] else {
+            panic!()
+        };
+        assert_eq!(d.generation, Some((2, 100)));
+    }
+
+    /// A tgkill'd signal waits in its thread's queue; another thread's delivery of the same
+    /// signal is the process-wide one's.
+    #[test]
+    fn thread_directed_and_process_wide_queues_are_apart() {
+        let mut c = Correlator::new();
+        let mut out = Vec::new();
+        let mut to_thread = gen_event(1, 1, 2, num::SIGRTMIN, 0);
+        to_thread.target.tid = 3;
+        let mut shared = gen_event(2, 1, 2, num::SIGRTMIN, 0);
+        shared.group = 1;
+        c.push(Event::Generate(to_thread), &mut out);
+        c.push(Event::Generate(shared), &mut out);
+        let mut on_main = deliver_event(5, 2, num::SIGRTMIN, 0x5555, 0);
+        on_main.task.tid = 2;
+        c.push(Event::Deliver(on_main), &mut out);
+        let Report::Deliver(d) = &out[2] else {
+            panic!()
+        };
+        assert_eq!(d.generation.map(|g| g.0), Some(2), "the process-wide one");
     }
 
     #[test]

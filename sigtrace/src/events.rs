@@ -88,10 +88,16 @@ impl Event {
     }
 }
 
-/// A kernel comm (NUL-padded, not necessarily UTF-8) as text.
-pub fn comm_str(comm: &[u8]) -> String {
-    let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
-    String::from_utf8_lossy(&comm[..end]).into_owned()
+/// A kernel comm or tty name (NUL-padded, not necessarily UTF-8) as text, borrowed when it
+/// is UTF-8 (it nearly always is).
+pub fn comm(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end])
+}
+
+/// [`comm`], owned.
+pub fn comm_str(bytes: &[u8]) -> String {
+    comm(bytes).into_owned()
 }
 
 #[cfg(test)]

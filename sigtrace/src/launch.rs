@@ -4,11 +4,12 @@
 use std::{ffi::CString, os::fd::OwnedFd};
 
 use nix::{
+    fcntl::OFlag,
     sys::{
         signal::{Signal as NixSignal, kill},
         wait::waitpid,
     },
-    unistd::{ForkResult, Pid, fork, pipe, read, write},
+    unistd::{ForkResult, Pid, fork, pipe2, read, write},
 };
 
 use crate::error::Error;
@@ -40,14 +41,20 @@ pub fn spawn_held(command: &[String]) -> Result<Held, Error> {
     if argv.is_empty() {
         return Err(Error::BadInput("no command given after --".into()));
     }
-    let (gate_read, gate_write) = pipe().map_err(|e| Error::io("pipe", e.into()))?;
+    // Close-on-exec: the command must not inherit the gate.
+    let (gate_read, gate_write) =
+        pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe", e.into()))?;
+    // We wait for the command ourselves: an inherited SIGCHLD = SIG_IGN would have the
+    // kernel reap it and take its exit status away.
+    // SAFETY: single-threaded; plain signal(2).
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
     // Rust ignores SIGPIPE in its own process; the command must inherit the default, as from
     // any shell. Restored around the fork rather than in the child, where the change would be
     // a traced rt_sigaction of our own.
     // SAFETY: single-threaded; plain signal(2) calls.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    // SAFETY: called before any other thread exists; the child only calls async-signal-safe
-    // functions (read, prctl, execvp, write, _exit) before exec.
+    // SAFETY: called before any other thread exists (the runtime starts later), so the
+    // child may also allocate (the error message) before it execs or exits.
     let forked = unsafe { fork() };
     if !matches!(forked, Ok(ForkResult::Child)) {
         // SAFETY: as above; the parent ignores SIGPIPE again (EPIPE ends output quietly).
@@ -99,17 +106,19 @@ impl Held {
 
     /// The command's raw wait status if it has ended (reaps it). Raw, because nix's
     /// WaitStatus cannot represent a death by a real-time signal.
-    pub fn try_wait(&self) -> Option<i32> {
+    pub fn try_wait(&self) -> Result<Option<i32>, Error> {
         let mut status = 0;
         // SAFETY: waitpid on our own child, writing into a local.
         let got = unsafe { libc::waitpid(self.pid.as_raw(), &mut status, libc::WNOHANG) };
         match got {
-            0 => None,
+            0 => Ok(None),
             pid if pid == self.pid.as_raw() => {
-                (libc::WIFEXITED(status) || libc::WIFSIGNALED(status)).then_some(status)
+                Ok((libc::WIFEXITED(status) || libc::WIFSIGNALED(status)).then_some(status))
             }
-            // Already reaped or not our child: nothing more will come.
-            _ => Some(0),
+            _ => Err(Error::io(
+                "waiting for the command (its exit status is unknown)",
+                std::io::Error::last_os_error(),
+            )),
         }
     }
 }

@@ -9,7 +9,7 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::RawTracePoint,
 };
-use sigtrace_common::{COMM_LEN, Config, flag, side};
+use sigtrace_common::{COMM_LEN, Config, flag};
 
 use crate::btf::{Btf, BtfError, resolve_offsets};
 
@@ -55,7 +55,7 @@ pub struct KernelFilter {
     pub follow_forks: bool,
     /// Report rt_sigaction changes (attaches sys_enter/sys_exit).
     pub sigaction: bool,
-    /// Force PID filtering even when `pids` starts empty (launch mode fills it later).
+    /// Force PID filtering even when `pids` is empty (launch mode).
     pub pid_filter: bool,
 }
 
@@ -118,20 +118,10 @@ impl Probes {
             .map(|values| values.iter().sum())
             .unwrap_or(0)
     }
+}
 
-    /// Adds a tgid to the PIDS filter (launch mode: the command, once forked).
-    pub fn add_pid(&mut self, tgid: u32, sides: u8) -> Result<(), LoadError> {
-        let mut pids: BpfHashMap<_, u32, u8> = self
-            .ebpf
-            .map_mut("PIDS")
-            .ok_or_else(|| LoadError::Load("map PIDS missing".into()))?
-            .try_into()
-            .map_err(|e: aya::maps::MapError| LoadError::Load(e.to_string()))?;
-        pids.insert(tgid, sides, 0).map_err(|e| LoadError::Map {
-            map: "PIDS",
-            reason: e.to_string(),
-        })
-    }
+fn possible_cpus() -> u32 {
+    aya::util::nr_cpus().map_or(1, |n| n.max(1) as u32)
 }
 
 /// The eBPF object built by build.rs (aya-build) from sigtrace-ebpf.
@@ -214,8 +204,8 @@ pub fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probes, Load
         signals: filter.signals,
         self_tgid: std::process::id(),
         // Wake the reader about once an eighth of the ring is waiting (records average
-        // ~160 bytes); it also polls on a timer.
-        wakeup_records: (options.ring_bytes / 8 / 160).max(1),
+        // ~160 bytes; each CPU counts its own); it also polls on a timer.
+        wakeup_records: (options.ring_bytes / 8 / 160 / possible_cpus()).max(1),
         offsets,
     };
     // Hold the raised limit only where the kernel still charges memlock (< 5.11); failure
@@ -274,9 +264,4 @@ pub fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probes, Load
     )
     .map_err(load_error)?;
     Ok(Probes { ebpf, events, lost })
-}
-
-/// Side bits for the command line's --pid / --sender / --target.
-pub fn sides(sender: bool, target: bool) -> u8 {
-    (if sender { side::SENDER } else { 0 }) | (if target { side::TARGET } else { 0 })
 }

@@ -37,8 +37,26 @@ fn bad(msg: String) -> Error {
     Error::BadInput(msg)
 }
 
-fn process_exists(pid: i32) -> bool {
-    pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists()
+/// Whether `pid` is a running process's id. /proc also lists threads by their ids; those
+/// are not processes (the kernel filter keys on the thread group id).
+fn check_process(pid: i32, flag: &str) -> Result<(), Error> {
+    let status = (pid > 0)
+        .then(|| {
+            procfs::process::Process::new(pid)
+                .and_then(|p| p.status())
+                .ok()
+        })
+        .flatten();
+    match status {
+        None => Err(bad(format!(
+            "{flag} {pid}: no such process (check the pid with `ps -p {pid}`)"
+        ))),
+        Some(status) if status.tgid != pid => Err(bad(format!(
+            "{flag} {pid}: that is a thread of process {}; give {flag} {} or --tid {pid}",
+            status.tgid, status.tgid
+        ))),
+        Some(_) => Ok(()),
+    }
 }
 
 fn signal_bits(list: &[String]) -> Result<u64, Error> {
@@ -66,11 +84,7 @@ fn resolve_uid(text: &str) -> Result<u32, Error> {
 pub fn build_filter(args: &TraceArgs) -> Result<KernelFilter, Error> {
     let mut filter = KernelFilter::all();
     let mut add_pid = |pid: i32, sides: u8, flag: &str| -> Result<(), Error> {
-        if !process_exists(pid) {
-            return Err(bad(format!(
-                "{flag} {pid}: no such process (check the pid with `ps -p {pid}`)"
-            )));
-        }
+        check_process(pid, flag)?;
         *filter.pids.entry(pid as u32).or_default() |= sides;
         Ok(())
     };
@@ -124,7 +138,7 @@ pub fn build_filter(args: &TraceArgs) -> Result<KernelFilter, Error> {
     let launching = !args.command.is_empty();
     if args.follow && filter.pids.is_empty() && !launching {
         return Err(bad(
-            "--follow follows the processes given with --pid; add --pid PID".into(),
+            "--follow follows the processes given with --pid, --sender or --target; add one".into(),
         ));
     }
     filter.follow_forks = args.follow || launching;
@@ -145,7 +159,8 @@ fn output_options(args: &TraceArgs) -> OutputOptions {
         },
         summary: args.summary,
         summary_only: args.summary_only,
-        // With a pid filter every exit the kernel sends concerns a chosen process.
+        // With --pid/--sender/--target every exit the kernel sends concerns a chosen or a
+        // signalled process.
         all_exits: args.all_exits || !args.pids.is_empty() || !args.command.is_empty(),
     }
 }
@@ -242,6 +257,8 @@ pub fn run(args: &TraceArgs) -> Result<u8, Error> {
     eprintln!("sigtrace: {events} events, {lost} lost");
     Ok(match end {
         End::CommandEnded(status) => status,
+        // Whoever closed the pipe took what they wanted: a quiet 0.
+        End::OutputClosed => 0,
         _ if lost > 0 => EXIT_LOST,
         _ => 0,
     })
@@ -283,7 +300,7 @@ async fn trace_loop(
     if let Some(h) = held.as_deref_mut() {
         h.release()?;
     }
-    let mut stop_requests = 0;
+    let mut interrupts = 0;
     let end = loop {
         let step: Result<Option<End>, Error> = tokio::select! {
             guard = ring.readable() => {
@@ -294,17 +311,18 @@ async fn trace_loop(
             }
             _ = tick.tick() => {
                 pump.drain(probes, output)?;
-                pump.settle(probes, output).map(|_| None)
+                pump.settle(output).map(|_| None)
             }
             _ = async { match &child_fd { Some(fd) => { let _ = fd.readable().await; } None => std::future::pending().await } } => {
-                match held.as_deref().and_then(|h| h.try_wait()) {
-                    Some(status) => Ok(Some(End::CommandEnded(launch::shell_status(status)))),
-                    None => Ok(None),
+                match held.as_deref().map(|h| h.try_wait()).transpose() {
+                    Ok(Some(Some(status))) => Ok(Some(End::CommandEnded(launch::shell_status(status)))),
+                    Ok(_) => Ok(None),
+                    Err(e) => Err(e),
                 }
             }
-            _ = sigint.recv() => { stop_requests += 1; Ok(stop_now(held.is_some(), stop_requests)) }
-            _ = sigterm.recv() => { stop_requests += 1; Ok(stop_now(held.is_some(), stop_requests)) }
-            _ = sighup.recv() => { stop_requests += 1; Ok(stop_now(held.is_some(), stop_requests)) }
+            _ = sigint.recv() => { interrupts += 1; Ok(stop_now(held.is_some(), interrupts)) }
+            _ = sigterm.recv() => Ok(Some(End::Stopped)),
+            _ = sighup.recv() => Ok(Some(End::Stopped)),
         };
         match step {
             Ok(Some(end)) => break end,
@@ -317,11 +335,7 @@ async fn trace_loop(
     };
     if !matches!(end, End::OutputClosed) {
         // The command's last events (its own exit) may still be in flight.
-        let last = async {
-            pump.drain(probes, output)?;
-            pump.finish(probes, output)
-        }
-        .await;
+        let last = pump.finish(probes, output);
         match last {
             Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => {
                 return Ok((End::OutputClosed, pump.events));
@@ -333,9 +347,10 @@ async fn trace_loop(
 }
 
 /// In launch mode the terminal's ^C also reaches the command: keep tracing to see what it
-/// does with it, and stop only on a second request (or when it ends).
-fn stop_now(launching: bool, requests: u32) -> Option<End> {
-    (!launching || requests >= 2).then_some(End::Stopped)
+/// does with it, and stop only on a second ^C (or when it ends). SIGTERM and SIGHUP, which
+/// only someone aiming at sigtrace sends, stop at once.
+fn stop_now(launching: bool, interrupts: u32) -> Option<End> {
+    (!launching || interrupts >= 2).then_some(End::Stopped)
 }
 
 struct Pump {
@@ -375,11 +390,7 @@ impl Pump {
         Ok(())
     }
 
-    fn settle(
-        &mut self,
-        _probes: &mut Probes,
-        output: &mut Output<Box<dyn Write>>,
-    ) -> Result<(), Error> {
+    fn settle(&mut self, output: &mut Output<Box<dyn Write>>) -> Result<(), Error> {
         self.correlator.settle(Clock::mono_now(), &mut self.reports);
         self.emit(output)?;
         output

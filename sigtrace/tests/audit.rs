@@ -556,3 +556,47 @@ fn output_file_appends_and_time_modes() {
     let none = text_of("--no-time");
     assert!(none.starts_with("SIGUSR2"), "{none}");
 }
+
+/// Regression: with --sender, another sender's signal to the same target must not let its
+/// delivery through, and the victim's exit must still be reported (the story's wrapper).
+#[test]
+fn sender_filter_keeps_its_victims_deliveries_and_exit_only() {
+    if !bpf_allowed("sender_filter_keeps_its_victims_deliveries_and_exit_only") {
+        return;
+    }
+    let mut a = Agent::start("sigt-sender");
+    let mut victim = perl(TRAP_PERL);
+    victim.process_group(0);
+    let mut victim = spawn_ready(&mut victim);
+    let pv = victim.pid();
+    let mut trace = Trace::start(&["--format", "json", "--sender", &a.pid().to_string()]);
+    let mut seen = Vec::new();
+    a.kill("USR1", pv);
+    victim.wait_line("got USR1", WAIT);
+    send(pv, Signal::SIGUSR1); // not from the sender: neither it nor its delivery
+    victim.wait_line("got USR1", WAIT);
+    a.kill("TERM", pv);
+    victim.wait_exit(WAIT);
+    trace.wait_for(&mut seen, WAIT, |r| {
+        r["type"] == "exit" && r["task"]["pid"] == pv
+    });
+    let records = trace.stop_json(seen);
+    let usr1_deliveries = of_type(&records, "deliver")
+        .into_iter()
+        .filter(|r| signal_name(r) == "SIGUSR1" && r["task"]["pid"] == pv)
+        .count();
+    assert_eq!(usr1_deliveries, 1, "{records:#?}");
+    assert_eq!(
+        of_type(&records, "generate")
+            .iter()
+            .filter(|r| r["target"]["pid"] == pv)
+            .count(),
+        2,
+        "USR1 and TERM from the sender"
+    );
+    let exit = of_type(&records, "exit")
+        .into_iter()
+        .find(|r| r["task"]["pid"] == pv)
+        .expect("exit");
+    assert_eq!(exit["status"]["signal"]["name"], "SIGTERM");
+}

@@ -11,7 +11,7 @@ use super::{Stamp, TimeMode};
 use crate::{
     correlate::{DeliverReport, ExitStatus, FanoutSource, GenerateReport, Report},
     enrich::tty_display,
-    events::comm_str,
+    events::{comm, comm_str},
     signals::{Handler, Signal, code_name, result_name},
 };
 
@@ -130,12 +130,6 @@ impl Serialize for Hex {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&format_args!("{:#x}", self.0))
     }
-}
-
-/// A kernel comm, borrowed when it is UTF-8 (it nearly always is).
-fn comm(bytes: &[u8]) -> Cow<'_, str> {
-    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..end])
 }
 
 /// Whether si_pid/si_uid hold a sender: kill, sigqueue, tkill, mq_notify and SIGCHLD's
@@ -615,6 +609,15 @@ fn write_generate(w: &mut Vec<u8>, g: &GenerateReport, stamp: &Stamp) {
     });
     o.plain("outcome", g.outcome.as_str())
         .opt_num("fanout", g.fanout);
+    let w = o.key("consumed");
+    w.push(b'[');
+    for (i, id) in g.consumed.iter().enumerate() {
+        if i > 0 {
+            w.push(b',');
+        }
+        w.extend_from_slice(itoa::Buffer::new().format(*id).as_bytes());
+    }
+    w.push(b']');
     o.close();
 }
 

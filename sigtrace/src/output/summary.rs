@@ -65,6 +65,9 @@ impl Summary {
                 if !g.outcome.is_final() {
                     self.open.insert(g.id, key);
                 }
+                for &id in &g.consumed {
+                    self.settle(id, Outcome::Consumed);
+                }
             }
             Report::Deliver(d) => {
                 if let Some((id, _)) = d.generation {

@@ -9,7 +9,7 @@ use super::{Stamp, TimeMode};
 use crate::{
     correlate::{DeliverReport, ExitReport, Fanout, FanoutSource, GenerateReport, Outcome, Report},
     enrich::tty_display,
-    events::comm_str,
+    events::{comm, comm_str},
     signals::{Handler, Signal, code_name, result_name},
 };
 
@@ -38,8 +38,7 @@ struct Task<'a>(&'a TaskIds);
 impl std::fmt::Display for Task<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let t = self.0;
-        let end = t.comm.iter().position(|&b| b == 0).unwrap_or(t.comm.len());
-        let comm = String::from_utf8_lossy(&t.comm[..end]);
+        let comm = comm(&t.comm);
         if t.tid == t.tgid || t.tid == 0 {
             write!(f, "{comm}[{}]", t.tgid)
         } else {
@@ -266,6 +265,20 @@ pub fn write_report(w: &mut Vec<u8>, report: &Report, stamp: &Stamp) -> io::Resu
         Report::Fork(f) => {
             write_time(w, f.header.ts_ns, stamp)?;
             writeln!(w, "  fork {} → child {}", Task(&f.parent), f.child_tgid)
+        }
+        Report::Sigaction(s) if s.ret != 0 => {
+            write_time(w, s.header.ts_ns, stamp)?;
+            writeln!(
+                w,
+                "  sigaction {} {}: failed (error {}), still {}",
+                Task(&s.task),
+                Signal(s.sig).name(),
+                -s.ret,
+                Disposition {
+                    sig: s.sig,
+                    handler: s.new_handler
+                }
+            )
         }
         Report::Sigaction(s) => {
             write_time(w, s.header.ts_ns, stamp)?;
