@@ -254,7 +254,7 @@ fn count_lost() {
 #[inline(always)]
 fn side_of(map: &HashMap<u32, u8>, key: u32) -> u8 {
     // SAFETY: the value is a plain u8 copied out at once.
-    unsafe { map.get(&key) }.copied().unwrap_or(0)
+    unsafe { map.get(key) }.copied().unwrap_or(0)
 }
 
 #[inline(always)]
@@ -550,16 +550,16 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
     }
     // Queued (DELIVERED, LOSE_INFO): a delivery will follow.
     if filtered(flags) && (result == 0 || result == 4) {
-        let _ = SIGNALLED.insert(&target_tgid, &1, 0);
+        let _ = SIGNALLED.insert(target_tgid, 1, 0);
         let key = PendingKey {
             tgid: target_tgid,
             sig: sig as u32,
         };
-        match DELIVERABLE.get_ptr_mut(&key) {
+        match DELIVERABLE.get_ptr_mut(key) {
             // SAFETY: the value is a plain counter.
             Some(count) => unsafe { *count += 1 },
             None => {
-                let _ = DELIVERABLE.insert(&key, &1, 0);
+                let _ = DELIVERABLE.insert(key, 1, 0);
             }
         }
     }
@@ -612,7 +612,7 @@ fn try_signal_deliver(ctx: &RawTracePointContext) -> Result<i32, i32> {
             tgid,
             sig: cause as u32,
         };
-        let kept = match DELIVERABLE.get_ptr_mut(&key) {
+        let kept = match DELIVERABLE.get_ptr_mut(key) {
             // SAFETY: the value is a plain counter.
             Some(count) if unsafe { *count } > 0 => {
                 // Every thread of a dying group dequeues the SIGKILL: keep the count then.
@@ -714,12 +714,12 @@ fn try_sched_process_exit(ctx: &RawTracePointContext) -> Result<i32, i32> {
     }
     let followed = side_of(&PIDS, tgid);
     // SAFETY: the value is a plain u8 copied out at once.
-    let signalled = unsafe { SIGNALLED.get(&tgid) }.is_some();
+    let signalled = unsafe { SIGNALLED.get(tgid) }.is_some();
     if filtered(flags) && followed == 0 && !signalled {
         return Ok(0);
     }
     if signalled {
-        let _ = SIGNALLED.remove(&tgid);
+        let _ = SIGNALLED.remove(tgid);
     }
     let Some(mut entry) = EVENTS.reserve::<ExitEvent>(0) else {
         count_lost();
@@ -744,7 +744,7 @@ fn try_sched_process_exit(ctx: &RawTracePointContext) -> Result<i32, i32> {
     // An exit ends a story: hand it over promptly.
     entry.submit(BPF_RB_FORCE_WAKEUP as u64);
     if flags & flag::FOLLOW_FORKS != 0 && followed != 0 {
-        let _ = PIDS.remove(&tgid);
+        let _ = PIDS.remove(tgid);
     }
     Ok(0)
 }
@@ -794,7 +794,7 @@ fn try_sched_process_fork(ctx: &RawTracePointContext) -> Result<i32, i32> {
     }
     // The child is followed on the same side(s) as its parent (--sender P --follow keeps
     // what P's descendants send, not what they receive).
-    if PIDS.insert(&child_tgid, &parent_side, 0).is_err() {
+    if PIDS.insert(child_tgid, parent_side, 0).is_err() {
         count_lost();
     }
     let Some(mut entry) = EVENTS.reserve::<ForkEvent>(0) else {
@@ -871,7 +871,7 @@ fn try_sys_enter(ctx: &RawTracePointContext) -> Result<i32, i32> {
         ..Default::default()
     };
     current_ids(&mut event.task);
-    let _ = SIGACTION_ENTRY.insert(&(pid_tgid as u32), &event, 0);
+    let _ = SIGACTION_ENTRY.insert(pid_tgid as u32, event, 0);
     Ok(0)
 }
 
@@ -890,10 +890,10 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Result<i32, i32> {
     }
     let tid = bpf_get_current_pid_tgid() as u32;
     // SAFETY: copied out before the entry is removed.
-    let Some(pending) = (unsafe { SIGACTION_ENTRY.get(&tid) }).copied() else {
+    let Some(pending) = (unsafe { SIGACTION_ENTRY.get(tid) }).copied() else {
         return Ok(0);
     };
-    let _ = SIGACTION_ENTRY.remove(&tid);
+    let _ = SIGACTION_ENTRY.remove(tid);
     let ret: u64 = ctx.arg(1);
     let Some(mut entry) = EVENTS.reserve::<SigactionEvent>(0) else {
         count_lost();

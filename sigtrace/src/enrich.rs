@@ -93,8 +93,21 @@ pub struct Orphan {
 }
 
 /// Reads where each of `children` went after their parent `dead` exited. A child that is
-/// gone by now has `new_parent: None`.
-pub fn orphans(children: &[u32]) -> Vec<Orphan> {
+/// gone by now has `new_parent: None`. The kernel re-parents them just after the exit
+/// event, so a child still showing `dead` as its parent is read again, briefly.
+pub fn orphans(dead: u32, children: &[u32]) -> Vec<Orphan> {
+    let mut found = read_orphans(children);
+    for _ in 0..50 {
+        if !found.iter().any(|o| o.new_parent == Some(dead)) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        found = read_orphans(children);
+    }
+    found
+}
+
+fn read_orphans(children: &[u32]) -> Vec<Orphan> {
     children
         .iter()
         .map(
@@ -179,7 +192,7 @@ mod tests {
 
     #[test]
     fn orphans_of_a_missing_pid_have_no_parent() {
-        let gone = orphans(&[u32::MAX - 1]);
+        let gone = orphans(1, &[u32::MAX - 1]);
         assert_eq!(gone[0].new_parent, None);
     }
 }

@@ -424,7 +424,7 @@ fn enrich_report(report: &mut Report) {
     match report {
         Report::Exit(x) if x.event.children_count > 0 => {
             let n = (x.event.children_count as usize).min(x.event.children.len());
-            x.orphans = enrich::orphans(&x.event.children[..n]);
+            x.orphans = enrich::orphans(x.event.task.tgid, &x.event.children[..n]);
         }
         Report::Fanout(f) => {
             if let crate::correlate::FanoutSource::Tty { tty, writers } = &mut f.source {

@@ -93,9 +93,11 @@ fn spawn_bash(script: &str, blocked: &[nix_signal::Signal]) -> Spawned {
     let mut command = Command::new("bash");
     command
         .arg("-c")
-        .arg(format!("{script}; read -r _"))
+        // "ready" once the script (the traps) has run: until then bash is still changing
+        // its dispositions and two reads of /proc may disagree.
+        .arg(format!("{script}; echo ready; read -r _"))
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null());
     let mut mask = nix_signal::SigSet::empty();
     for signal in blocked {
@@ -113,6 +115,12 @@ fn spawn_bash(script: &str, blocked: &[nix_signal::Signal]) -> Spawned {
         .spawn()
         .unwrap_or_else(|e| panic!("spawning bash: {e}"));
     let stdin = child.stdin.take();
+    let mut stdout = child.stdout.take().expect("bash stdout");
+    let mut ready = [0u8; 6];
+    stdout
+        .read_exact(&mut ready)
+        .unwrap_or_else(|e| panic!("bash did not get ready: {e}"));
+    assert_eq!(&ready, b"ready\n");
     Spawned {
         child,
         _stdin: stdin,

@@ -6,7 +6,10 @@ mod util;
 
 use std::{
     io::{Read, Write},
-    os::unix::process::CommandExt,
+    os::{
+        fd::{FromRawFd, IntoRawFd},
+        unix::process::CommandExt,
+    },
     process::{Command, Stdio},
     sync::mpsc,
     time::Duration,
@@ -85,6 +88,31 @@ fn a_killing_the_wrapper_orphans_the_binary() {
     assert!(std::path::Path::new(&format!("/proc/{binary}")).exists());
 }
 
+struct Pty {
+    master: std::os::fd::OwnedFd,
+    slave: std::os::fd::OwnedFd,
+}
+
+/// A pty whose fds are close-on-exec from the start: processes that other tests spawn in
+/// parallel must not inherit the master (they would count as its writers).
+fn open_pty_cloexec() -> Pty {
+    use nix::{fcntl::OFlag, pty};
+    let master = pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .expect("posix_openpt");
+    pty::grantpt(&master).expect("grantpt");
+    pty::unlockpt(&master).expect("unlockpt");
+    let name = pty::ptsname_r(&master).expect("ptsname");
+    let slave = nix::fcntl::open(
+        name.as_str(),
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .expect("open pts");
+    // SAFETY: posix_openpt returned a new fd that we own.
+    let master = unsafe { std::os::fd::OwnedFd::from_raw_fd(master.into_raw_fd()) };
+    Pty { master, slave }
+}
+
 /// Kills (SIGKILL) a process the test started indirectly (a child of its child), by pid.
 struct PidGuard(i32);
 
@@ -99,13 +127,7 @@ fn b_ctrl_c_on_a_pty_fans_out_to_the_foreground_group() {
     if !bpf_allowed("b_ctrl_c_on_a_pty_fans_out_to_the_foreground_group") {
         return;
     }
-    let pty = nix::pty::openpty(None, None).expect("openpty");
-    // Only we hold the master: the shell must not inherit it.
-    nix::fcntl::fcntl(
-        &pty.master,
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    )
-    .expect("cloexec");
+    let pty = open_pty_cloexec();
     let mut cmd = Command::new("bash");
     cmd.args(["-c", WRAPPER])
         .stdin(Stdio::from(pty.slave.try_clone().expect("dup")))
