@@ -137,6 +137,25 @@ fn load(window: &mut [u8], base: u64, start: u32, len: u32) -> bool {
         .is_ok()
 }
 
+/// A task_struct's window: the fields the signal programs need, in one read.
+#[inline(always)]
+fn load_task(window: &mut [u8], task: u64) -> bool {
+    load(
+        window,
+        task,
+        conf!(offsets.task_window_start),
+        conf!(offsets.task_window_len),
+    )
+}
+
+/// This CPU's scratch.
+#[inline(always)]
+fn scratch() -> Option<&'static mut Scratch> {
+    // SAFETY: the per-CPU slot is ours while this program runs (see Scratch); programs
+    // never keep the reference beyond their run.
+    SCRATCH.get_ptr_mut(0).map(|slot| unsafe { &mut *slot })
+}
+
 /// The `T` at struct offset `off` of a window that starts at struct offset `start`.
 #[inline(always)]
 fn at<T: Copy + Default>(window: &[u8], start: u32, off: u32) -> T {
@@ -427,11 +446,9 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
     if !wanted_signal(sig) || (flags & flag::FAILED_ONLY != 0 && result == 0) {
         return Ok(0);
     }
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+    let Some(scratch) = scratch() else {
         return Ok(0);
     };
-    // SAFETY: the per-CPU scratch slot is ours while this program runs (see Scratch).
-    let scratch = unsafe { &mut *scratch };
     let target_tgid: u32 = read(task, conf!(offsets.task_tgid));
     let pid_tgid = bpf_get_current_pid_tgid();
     let sender_tgid = (pid_tgid >> 32) as u32;
@@ -509,12 +526,7 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
         }
     }
 
-    if !load(
-        &mut scratch.target,
-        task,
-        conf!(offsets.task_window_start),
-        conf!(offsets.task_window_len),
-    ) {
+    if !load_task(&mut scratch.target, task) {
         return Ok(0);
     }
     let Some(mut entry) = EVENTS.reserve::<GenerateEvent>(0) else {
@@ -639,18 +651,11 @@ fn try_signal_deliver(ctx: &RawTracePointContext) -> Result<i32, i32> {
             return Ok(0);
         }
     }
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+    let Some(scratch) = scratch() else {
         return Ok(0);
     };
-    // SAFETY: the per-CPU scratch slot is ours while this program runs (see Scratch).
-    let scratch = unsafe { &mut *scratch };
     // The recipient is the current task: one read gives its ids, comm and blocked mask.
-    if !load(
-        &mut scratch.target,
-        current,
-        conf!(offsets.task_window_start),
-        conf!(offsets.task_window_len),
-    ) {
+    if !load_task(&mut scratch.target, current) {
         return Ok(0);
     }
     let Some(mut entry) = EVENTS.reserve::<DeliverEvent>(0) else {

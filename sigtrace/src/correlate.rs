@@ -317,7 +317,11 @@ fn fanout_key(event: &GenerateEvent) -> Option<FanoutKey> {
         && is_tty_group_signal(event.sig)
         && r.tty[0] != 0
         && r.tty_fg_pgid != 0
-        && (r.tty_fg_pgid == r.pgid || event.sig == num::SIGHUP || event.sig == num::SIGCONT)
+        // To the foreground group, or (hang-up) the session leader. The SIGHUP/SIGCONT
+        // pair the kernel sends an orphaned stopped group also comes privately, but not to
+        // the foreground.
+        && (r.tty_fg_pgid == r.pgid
+            || (event.sig == num::SIGHUP && r.sid == event.target.tgid))
     {
         return Some(FanoutKey::Tty {
             tty: r.tty,
