@@ -197,7 +197,7 @@ fn write_fanout(w: &mut Vec<u8>, f: &Fanout) -> io::Result<()> {
         FanoutSource::Tty { tty, writers } => {
             write!(w, "{} {}", tty_display(tty), control_char(f.sig))?;
             if !writers.is_empty() {
-                w.write_all(b" (typed into ")?;
+                w.write_all(b" (pty master held by ")?;
                 for (i, (pid, comm)) in writers.iter().enumerate() {
                     let sep = if i > 0 { ", " } else { "" };
                     write!(w, "{sep}{comm}[{pid}]")?;
