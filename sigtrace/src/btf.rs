@@ -296,12 +296,19 @@ fn extra_len(record: &TypeRecord) -> Result<usize, BtfError> {
 }
 
 /// x86_64 kernel stacks are 4 pages, doubled under KASAN (arch/x86/include/asm/page_64_types.h).
+/// A kernel's types tell its configuration: `struct kasan_cache` exists only with KASAN.
 fn thread_size(btf: &Btf) -> u32 {
     if btf.has_struct("kasan_cache") {
         32 * 1024
     } else {
         16 * 1024
     }
+}
+
+/// With FRED (6.9+, CONFIG_X86_FRED) the saved user registers sit 16 bytes below the stack
+/// top (TOP_OF_KERNEL_STACK_PADDING); `struct fred_info` exists only in such kernels.
+fn stack_top_padding(btf: &Btf) -> u32 {
+    if btf.has_struct("fred_info") { 16 } else { 0 }
 }
 
 /// `[start, end)` spanning fields given as (offset, size).
@@ -376,7 +383,7 @@ pub fn resolve_offsets(btf: &Btf) -> Result<Offsets, BtfError> {
         cred_uid: btf.offset_of("cred", "uid")?,
         signal_pids: signal("pids")?,
         task_stack: task("stack")?,
-        regs_from_stack: thread_size(btf) - pt_regs_size,
+        regs_from_stack: thread_size(btf) - stack_top_padding(btf) - pt_regs_size,
         signal_shared_pending: signal("shared_pending.signal")?,
         signal_tty: signal("tty")?,
         signal_group_exit_code: signal("group_exit_code")?,
