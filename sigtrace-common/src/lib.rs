@@ -23,7 +23,7 @@ pub const TTY_NAME_LEN: usize = 16;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Header {
     pub kind: u32,
-    pub cpu: u32,
+    pub _pad: u32,
     /// CLOCK_MONOTONIC (bpf_ktime_get_ns), nanoseconds.
     pub ts_ns: u64,
 }
@@ -80,6 +80,18 @@ pub mod via {
     pub const TGKILL: u32 = 3;
     pub const SIGQUEUE: u32 = 4;
     pub const PIDFD: u32 = 5;
+
+    /// The syscall's name, or None for [`OTHER`].
+    pub fn name(how: u32) -> Option<&'static str> {
+        Some(match how {
+            KILL => "kill",
+            TKILL => "tkill",
+            TGKILL => "tgkill",
+            SIGQUEUE => "sigqueue",
+            PIDFD => "pidfd_send_signal",
+            _ => return None,
+        })
+    }
 }
 
 /// signal_generate(int sig, struct kernel_siginfo *info, struct task_struct *task,

@@ -236,7 +236,7 @@ fn current_ids(out: &mut TaskIds) {
 fn header(kind: u32) -> Header {
     Header {
         kind,
-        cpu: 0,
+        _pad: 0,
         // SAFETY: a helper without arguments.
         ts_ns: unsafe { bpf_ktime_get_ns() },
     }

@@ -603,7 +603,7 @@ mod tests {
         let mut e = GenerateEvent {
             header: Header {
                 kind: kind::GENERATE,
-                cpu: 0,
+                _pad: 0,
                 ts_ns: ts,
             },
             sig,
@@ -622,7 +622,7 @@ mod tests {
         let mut e = DeliverEvent {
             header: Header {
                 kind: kind::DELIVER,
-                cpu: 0,
+                _pad: 0,
                 ts_ns: ts,
             },
             sig,
@@ -639,7 +639,7 @@ mod tests {
         let mut e = ExitEvent {
             header: Header {
                 kind: kind::EXIT,
-                cpu: 0,
+                _pad: 0,
                 ts_ns: ts,
             },
             exit_code: code,

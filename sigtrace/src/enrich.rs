@@ -51,11 +51,6 @@ impl Clock {
             + Duration::new((wall / 1_000_000_000) as u64, (wall % 1_000_000_000) as u32)
     }
 
-    /// RFC 3339 in UTC with microseconds, e.g. `2026-11-28T17:40:01.123456Z`.
-    pub fn rfc3339(&self, mono_ns: u64) -> String {
-        humantime::format_rfc3339_micros(self.wall(mono_ns)).to_string()
-    }
-
     /// Seconds and microseconds of the local time of day, for text output.
     pub fn local_time_of_day(&self, mono_ns: u64, utc_offset_s: i64) -> (u32, u32, u32, u32) {
         let wall = self.wall_at_zero_ns + mono_ns as i128 + utc_offset_s as i128 * 1_000_000_000;
@@ -179,7 +174,10 @@ mod tests {
         // Monotonic 5 s ↔ 2026-11-28T00:00:05Z.
         let midnight: i128 = 1_795_824_000 * 1_000_000_000;
         let clock = Clock::fixed(midnight, 0);
-        assert_eq!(clock.rfc3339(5_000_123_000), "2026-11-28T00:00:05.000123Z");
+        assert_eq!(
+            humantime::format_rfc3339_micros(clock.wall(5_000_123_000)).to_string(),
+            "2026-11-28T00:00:05.000123Z"
+        );
         assert_eq!(clock.local_time_of_day(5_000_123_000, 3600), (1, 0, 5, 123));
     }
 

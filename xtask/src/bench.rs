@@ -286,12 +286,7 @@ fn run_mode(mode: Mode, n: u64, unrelated: u32) -> anyhow::Result<Sample> {
 
 fn interrupt(child: &Child) {
     // SAFETY: kill(2) on our own child.
-    unsafe { libc_kill(child.id() as i32, 2) };
-}
-
-unsafe extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
 }
 
 fn run_sigtrace(mode: Mode, n: u64, unrelated: u32) -> anyhow::Result<Sample> {

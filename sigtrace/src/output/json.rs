@@ -92,16 +92,23 @@ enum TimeField {
     None,
 }
 
+impl std::fmt::Display for TimeField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TimeField::Wall(t) => write!(f, "{}", humantime::format_rfc3339_micros(*t)),
+            TimeField::Relative(ns) => {
+                write!(f, "{}.{:06}", ns / 1_000_000_000, ns % 1_000_000_000 / 1000)
+            }
+            TimeField::None => Ok(()),
+        }
+    }
+}
+
 impl Serialize for TimeField {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
-            TimeField::Wall(t) => s.collect_str(&humantime::format_rfc3339_micros(*t)),
-            TimeField::Relative(ns) => s.collect_str(&format_args!(
-                "{}.{:06}",
-                ns / 1_000_000_000,
-                ns % 1_000_000_000 / 1000
-            )),
             TimeField::None => s.serialize_none(),
+            time => s.collect_str(time),
         }
     }
 }
@@ -140,17 +147,6 @@ fn carries_sender(sig: i32, code: i32) -> bool {
     const SI_MESGQ: i32 = -3;
     const SI_TKILL: i32 = -6;
     matches!(code, SI_USER | SI_QUEUE | SI_MESGQ | SI_TKILL) || sig == crate::signals::num::SIGCHLD
-}
-
-fn via_name(how: u32) -> Option<&'static str> {
-    Some(match how {
-        via::KILL => "kill",
-        via::TKILL => "tkill",
-        via::TGKILL => "tgkill",
-        via::SIGQUEUE => "sigqueue",
-        via::PIDFD => "pidfd_send_signal",
-        _ => return None,
-    })
 }
 
 #[derive(Serialize)]
@@ -515,12 +511,8 @@ fn named(o: &mut Obj, key: &str, number: i64, name: &str) {
 
 fn time_fields(o: &mut Obj, ts: u64, stamp: &Stamp) {
     match time(ts, stamp) {
-        TimeField::Wall(t) => o.plain("time", humantime::format_rfc3339_micros(t)),
-        TimeField::Relative(ns) => o.plain(
-            "time",
-            format_args!("{}.{:06}", ns / 1_000_000_000, ns % 1_000_000_000 / 1000),
-        ),
         TimeField::None => o.raw("time", "null"),
+        time => o.plain("time", time),
     };
     o.num("mono_ns", ts);
 }
@@ -568,7 +560,7 @@ fn write_generate(w: &mut Vec<u8>, g: &GenerateReport, stamp: &Stamp) {
     named(&mut o, "result", e.result as i64, &result_name(e.result));
     o.raw("shared", if e.group != 0 { "true" } else { "false" })
         .plain("origin", g.origin.as_str());
-    match via_name(e.via) {
+    match via::name(e.via) {
         Some(how) => o.plain("via", how).num("via_arg", e.via_arg),
         None => o.raw("via", "null").raw("via_arg", "null"),
     };

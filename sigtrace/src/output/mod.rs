@@ -70,6 +70,14 @@ impl<W: Write> Output<W> {
         }
     }
 
+    fn stamp(&self) -> Stamp {
+        Stamp {
+            clock: self.clock,
+            mode: self.options.time,
+            utc_offset_s: self.utc_offset_s,
+        }
+    }
+
     pub fn report(&mut self, report: &Report) -> io::Result<()> {
         if self.options.summary || self.options.summary_only {
             self.summary.add(report);
@@ -83,11 +91,7 @@ impl<W: Write> Output<W> {
         {
             return Ok(());
         }
-        let stamp = Stamp {
-            clock: &self.clock,
-            mode: self.options.time,
-            utc_offset_s: self.utc_offset_s,
-        };
+        let stamp = self.stamp();
         self.line.clear();
         match self.options.format {
             Format::Text => text::write_report(&mut self.line, report, &stamp)?,
@@ -112,11 +116,7 @@ impl<W: Write> Output<W> {
                 }
             }
             Format::Json => {
-                let stamp = Stamp {
-                    clock: &self.clock,
-                    mode: self.options.time,
-                    utc_offset_s: self.utc_offset_s,
-                };
+                let stamp = self.stamp();
                 self.line.clear();
                 json::write_loss(
                     &mut self.line,
@@ -147,8 +147,9 @@ impl<W: Write> Output<W> {
 }
 
 /// How to print an event's time.
-pub struct Stamp<'a> {
-    pub clock: &'a Clock,
+#[derive(Clone, Copy)]
+pub struct Stamp {
+    pub clock: Clock,
     pub mode: TimeMode,
     pub utc_offset_s: i64,
 }

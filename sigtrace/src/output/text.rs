@@ -66,22 +66,24 @@ impl std::fmt::Display for Disposition {
     }
 }
 
-fn code_text(sig: i32, code: i32) -> String {
-    code_name(sig, code).map_or_else(|| format!("code {code}"), str::to_string)
+/// si_code by name, or its number: written straight out, no String per event.
+fn write_code(w: &mut Vec<u8>, sig: i32, code: i32) -> io::Result<()> {
+    match code_name(sig, code) {
+        Some(name) => w.write_all(name.as_bytes()),
+        None => write!(w, "code {code}"),
+    }
 }
 
-fn via_text(how: u32, arg: i64) -> Option<String> {
-    Some(match how {
-        via::KILL if arg == 0 => "kill(0)".to_string(),
-        via::KILL if arg < -1 => format!("kill(-{})", -arg),
-        via::KILL if arg == -1 => "kill(-1)".to_string(),
-        via::KILL => "kill".to_string(),
-        via::TKILL => "tkill".to_string(),
-        via::TGKILL => "tgkill".to_string(),
-        via::SIGQUEUE => "sigqueue".to_string(),
-        via::PIDFD => "pidfd_send_signal".to_string(),
-        _ => return None,
-    })
+/// " via kill(-4120)", " via tgkill", or nothing for kernel-originated signals.
+fn write_via(w: &mut Vec<u8>, how: u32, arg: i64) -> io::Result<()> {
+    let Some(name) = via::name(how) else {
+        return Ok(());
+    };
+    write!(w, " via {name}")?;
+    if how == via::KILL && arg <= 0 {
+        write!(w, "({arg})")?;
+    }
+    Ok(())
 }
 
 fn write_generate(w: &mut Vec<u8>, g: &GenerateReport) -> io::Result<()> {
@@ -89,15 +91,13 @@ fn write_generate(w: &mut Vec<u8>, g: &GenerateReport) -> io::Result<()> {
     let r = &e.recipient;
     write!(
         w,
-        "{:<10} {} → {}  {}",
+        "{:<10} {} → {}  ",
         Signal(e.sig).name(),
         Task(&e.sender),
         Task(&e.target),
-        code_text(e.sig, e.code),
     )?;
-    if let Some(how) = via_text(e.via, e.via_arg) {
-        write!(w, " via {how}")?;
-    }
+    write_code(w, e.sig, e.code)?;
+    write_via(w, e.via, e.via_arg)?;
     write!(
         w,
         "  {}  {}",
