@@ -325,6 +325,25 @@ pub const SIGNAL_WINDOW: usize = 512;
 pub const PID_WINDOW: usize = 256;
 pub const REGS_WINDOW: usize = 64;
 
+/// The kernel's PID_MAX_LIMIT: no tgid is larger.
+pub const PID_MAX_LIMIT: u32 = 1 << 22;
+/// Side bits (module `side`) per tgid in the PID_SIDES array, and its size in words.
+pub const PID_SIDE_BITS: u32 = 2;
+pub const PID_SIDE_WORDS: u32 = PID_MAX_LIMIT / (64 / PID_SIDE_BITS);
+
+/// A tgid's word in PID_SIDES and the shift of its side bits in that word.
+#[inline(always)]
+pub const fn pid_side_slot(tgid: u32) -> (u32, u32) {
+    let per_word = 64 / PID_SIDE_BITS;
+    (tgid / per_word, (tgid % per_word) * PID_SIDE_BITS)
+}
+
+/// x86_64's k_sigaction (uapi struct sigaction: handler, flags, restorer, mask), which the
+/// programs index at fixed offsets; the loader checks the kernel's BTF agrees.
+pub const K_SIGACTION_SIZE: u32 = 32;
+pub const KSA_HANDLER: u32 = 0;
+pub const KSA_FLAGS: u32 = 8;
+
 /// Handed to the programs through the `CONFIG` global at load time.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]

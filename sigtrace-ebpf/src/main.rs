@@ -15,13 +15,14 @@ use aya_ebpf::{
         bpf_probe_read_kernel_buf,
     },
     macros::{map, raw_tracepoint},
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::RawTracePointContext,
 };
 use sigtrace_common::{
-    COMM_LEN, Config, DeliverEvent, ExitEvent, ForkEvent, GenerateEvent, Header, MAX_CHILDREN,
-    PID_WINDOW, PendingKey, REGS_WINDOW, Recipient, SIGNAL_WINDOW, SigactionEvent, TASK_WINDOW,
-    TaskIds, carries_sender, flag, kernel_origin, kind, si, side, via,
+    COMM_LEN, Config, DeliverEvent, ExitEvent, ForkEvent, GenerateEvent, Header, K_SIGACTION_SIZE,
+    KSA_FLAGS, KSA_HANDLER, MAX_CHILDREN, PID_SIDE_WORDS, PID_WINDOW, PendingKey, REGS_WINDOW,
+    Recipient, SIGNAL_WINDOW, SigactionEvent, TASK_WINDOW, TTY_NAME_LEN, TaskIds, carries_sender,
+    flag, kernel_origin, kind, pid_side_slot, si, side, via,
 };
 
 /// Set by userspace at load time (EbpfLoader::set_global); read-only afterwards, so the
@@ -36,9 +37,17 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 #[map]
 static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-/// tgid → side bits (sigtrace_common::side): --pid, --sender, --target, followed children.
+/// --pid, --sender, --target: the side bits (sigtrace_common::side) of every tgid,
+/// PID_SIDE_BITS each, written by userspace before attaching. An array rather than a hash
+/// map because the JIT inlines array lookups: a pid filter that matches nothing costs no
+/// helper call. Userspace sizes it to one word when no pid is traced.
 #[map]
-static PIDS: HashMap<u32, u8> = HashMap::with_max_entries(16384, 0);
+static PID_SIDES: Array<u64> = Array::with_max_entries(PID_SIDE_WORDS, 0);
+
+/// Followed descendants (--follow, launch mode): tgid → side bits inherited from the parent.
+/// A hash map: the kernel writes it, and BPF has no atomic OR for a shared bitmap word.
+#[map]
+static FOLLOWED: HashMap<u32, u8> = HashMap::with_max_entries(16384, 0);
 #[map]
 static TIDS: HashMap<u32, u8> = HashMap::with_max_entries(1024, 0);
 #[map]
@@ -61,15 +70,25 @@ static SIGNALLED: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16384, 0);
 /// they run with the siglock held and interrupts off, so nothing nests on this CPU.
 #[repr(C)]
 pub struct Scratch {
-    actions: [u64; ACTIONS_WORDS],
+    actions: Actions,
     target: [u8; TASK_WINDOW],
     signal: [u8; SIGNAL_WINDOW],
     pid: [u8; PID_WINDOW],
     regs: [u8; REGS_WINDOW],
+    tty: [u8; TTY_WINDOW],
     /// Records since the last wake-up, on this CPU.
     since_wakeup: u32,
+    /// The last sender seen on this CPU (task address and pid_tgid, together never reused
+    /// while both match) and its kernel stack: saves a read per signal of a repeating sender.
+    sender_task: u64,
+    sender_id: u64,
+    sender_stack: u64,
 }
-const ACTIONS_WORDS: usize = 256;
+/// A sighand's 64 k_sigactions, as words.
+type Actions = [[u64; (K_SIGACTION_SIZE / 8) as usize]; 64];
+const TTY_WINDOW: usize = 128;
+const HANDLER_WORD: usize = (KSA_HANDLER / 8) as usize;
+const FLAGS_WORD: usize = (KSA_FLAGS / 8) as usize;
 #[map]
 static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
@@ -270,6 +289,22 @@ fn count_lost() {
     }
 }
 
+/// The side bits of a tgid (0 when not traced): given on the command line, or inherited
+/// from a followed parent.
+#[inline(always)]
+fn pid_side(tgid: u32) -> u8 {
+    let (word, shift) = pid_side_slot(tgid);
+    let given = match PID_SIDES.get(word) {
+        Some(bits) => ((*bits >> shift) & side::EITHER as u64) as u8,
+        None => 0,
+    };
+    if conf!(flags) & flag::FOLLOW_FORKS != 0 {
+        given | side_of(&FOLLOWED, tgid)
+    } else {
+        given
+    }
+}
+
 #[inline(always)]
 fn side_of(map: &HashMap<u32, u8>, key: u32) -> u8 {
     // SAFETY: the value is a plain u8 copied out at once.
@@ -287,9 +322,16 @@ fn comm_side(comm: &[u8; COMM_LEN]) -> u8 {
 /// that sends this very signal counts: a process dying inside kill(2) sends its parent a
 /// SIGCHLD from the same syscall.
 #[inline(always)]
-fn sender_syscall(window: &mut [u8], sig: i32) -> (u32, i64) {
-    let stack: u64 = read(current_task(), conf!(offsets.task_stack));
+fn sender_syscall(scratch: &mut Scratch, pid_tgid: u64, sig: i32) -> (u32, i64) {
+    let task = current_task();
+    if scratch.sender_task != task || scratch.sender_id != pid_tgid {
+        scratch.sender_task = task;
+        scratch.sender_id = pid_tgid;
+        scratch.sender_stack = read(task, conf!(offsets.task_stack));
+    }
+    let stack = scratch.sender_stack;
     let start = conf!(offsets.regs_window_start);
+    let window = &mut scratch.regs;
     if !load(
         window,
         stack + conf!(offsets.regs_from_stack) as u64,
@@ -315,6 +357,27 @@ fn sender_syscall(window: &mut [u8], sig: i32) -> (u32, i64) {
     let arg: u64 = at(window, start, conf!(offsets.regs_di));
     // kill's pid is an int: sign-extend the low half.
     (how, arg as u32 as i32 as i64)
+}
+
+/// Copies a tty's name into `name` and returns its foreground group's struct pid: one read
+/// when both fields fit in the tty window (they sit 96 bytes apart on x86_64), two otherwise.
+#[inline(always)]
+fn tty_name_and_pgrp(
+    window: &mut [u8; TTY_WINDOW],
+    tty: u64,
+    name: &mut [u8; TTY_NAME_LEN],
+) -> u64 {
+    let name_at = conf!(offsets.tty_name);
+    let pgrp_at = conf!(offsets.tty_pgrp);
+    if name_at < pgrp_at && pgrp_at + 8 - name_at <= TTY_WINDOW as u32 {
+        if !load(window, tty, name_at, pgrp_at + 8 - name_at) {
+            return 0;
+        }
+        *name = at(window, name_at, name_at);
+        return at(window, name_at, pgrp_at);
+    }
+    *name = read(tty, name_at);
+    read(tty, pgrp_at)
 }
 
 /// The recipient's process-wide state, from its task window (already loaded) and its
@@ -344,9 +407,22 @@ fn snapshot_recipient(scratch: &mut Scratch, sig: i32, out: &mut Recipient) {
         );
         let tty: u64 = signal_at(sw, conf!(offsets.signal_tty));
         // Numbers as the recipient sees them: in the namespace of its own (tgid) level.
-        let (_, ns_tgid, level) = pid_numbers(&mut scratch.pid, tgid_pid, None);
-        let (pgid, ns_pgid, _) = pid_numbers(&mut scratch.pid, pgid_pid, Some(level));
-        let (sid, ns_sid, _) = pid_numbers(&mut scratch.pid, sid_pid, Some(level));
+        // Group and session leaders share their struct pid: no read for those.
+        let (tgid, ns_tgid, level) = pid_numbers(&mut scratch.pid, tgid_pid, None);
+        let (pgid, ns_pgid) = if pgid_pid == tgid_pid {
+            (tgid, ns_tgid)
+        } else {
+            let (global, in_ns, _) = pid_numbers(&mut scratch.pid, pgid_pid, Some(level));
+            (global, in_ns)
+        };
+        let (sid, ns_sid) = if sid_pid == tgid_pid {
+            (tgid, ns_tgid)
+        } else if sid_pid == pgid_pid {
+            (pgid, ns_pgid)
+        } else {
+            let (global, in_ns, _) = pid_numbers(&mut scratch.pid, sid_pid, Some(level));
+            (global, in_ns)
+        };
         out.pgid = pgid;
         out.sid = sid;
         out.ns_tgid = ns_tgid;
@@ -354,15 +430,12 @@ fn snapshot_recipient(scratch: &mut Scratch, sig: i32, out: &mut Recipient) {
         out.ns_sid = ns_sid;
         out.ns_level = level;
         if tty != 0 {
-            // SAFETY: reads into our own buffer; failure leaves it zeroed.
-            let _ = unsafe {
-                bpf_probe_read_kernel_buf(
-                    (tty + conf!(offsets.tty_name) as u64) as *const u8,
-                    &mut out.tty,
-                )
+            let fg = tty_name_and_pgrp(&mut scratch.tty, tty, &mut out.tty);
+            out.tty_fg_pgid = if fg == pgid_pid {
+                pgid
+            } else {
+                pid_numbers(&mut scratch.pid, fg, Some(0)).0
             };
-            let fg: u64 = read(tty, conf!(offsets.tty_pgrp));
-            out.tty_fg_pgid = pid_numbers(&mut scratch.pid, fg, Some(0)).0;
         }
     }
     let actions = &mut scratch.actions;
@@ -371,43 +444,29 @@ fn snapshot_recipient(scratch: &mut Scratch, sig: i32, out: &mut Recipient) {
         || unsafe {
             bpf_probe_read_kernel_buf(
                 (sighand + conf!(offsets.sighand_action) as u64) as *const u8,
-                core::slice::from_raw_parts_mut(actions.as_mut_ptr() as *mut u8, ACTIONS_WORDS * 8),
+                core::slice::from_raw_parts_mut(
+                    actions.as_mut_ptr() as *mut u8,
+                    core::mem::size_of::<Actions>(),
+                ),
             )
         }
         .is_err()
     {
         return;
     }
-    let stride = (conf!(offsets.k_sigaction_size) / 8) as usize;
-    let handler_word = (conf!(offsets.ksa_handler) / 8) as usize;
-    let flags_word = (conf!(offsets.ksa_flags) / 8) as usize;
+    // Fixed layout (checked by the loader): the loop unrolls into constant-offset loads.
     let mut caught = 0u64;
     let mut ignored = 0u64;
-    let mut i = 0usize;
-    while i < 64 {
-        let at = i * stride + handler_word;
-        if at >= ACTIONS_WORDS {
-            break;
-        }
-        let handler = actions[at];
-        if handler == 1 {
-            ignored |= 1 << i;
-        } else if handler > 1 {
-            caught |= 1 << i;
-        }
-        i += 1;
+    for (i, action) in actions.iter().enumerate() {
+        let handler = action[HANDLER_WORD];
+        ignored |= u64::from(handler == 1) << i;
+        caught |= u64::from(handler > 1) << i;
     }
     out.caught = caught;
     out.ignored = ignored;
-    let own = (sig as usize).wrapping_sub(1) & 63;
-    let at = own * stride + handler_word;
-    if at < ACTIONS_WORDS {
-        out.handler = actions[at];
-    }
-    let at = own * stride + flags_word;
-    if at < ACTIONS_WORDS {
-        out.sa_flags = actions[at];
-    }
+    let own = &actions[(sig as usize).wrapping_sub(1) & 63];
+    out.handler = own[HANDLER_WORD];
+    out.sa_flags = own[FLAGS_WORD];
 }
 
 #[inline(always)]
@@ -449,11 +508,25 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
     let Some(scratch) = scratch() else {
         return Ok(0);
     };
-    let target_tgid: u32 = read(task, conf!(offsets.task_tgid));
     let pid_tgid = bpf_get_current_pid_tgid();
     let sender_tgid = (pid_tgid >> 32) as u32;
+    // Unfiltered, the target's window is needed anyway and holds its tgid; filtered, one
+    // small read decides first.
+    let target_tgid: u32 = if filtered(flags) {
+        read(task, conf!(offsets.task_tgid))
+    } else if load_task(&mut scratch.target, task) {
+        task_at(&scratch.target, conf!(offsets.task_tgid))
+    } else {
+        return Ok(0);
+    };
     let self_tgid = conf!(self_tgid);
     if target_tgid == self_tgid || sender_tgid == self_tgid {
+        return Ok(0);
+    }
+    if flags & flag::PID_FILTER != 0
+        && pid_side(sender_tgid) & side::SENDER == 0
+        && pid_side(target_tgid) & side::TARGET == 0
+    {
         return Ok(0);
     }
     let (code, errno, si_pid, si_uid, info_kind) = if info <= SEND_SIG_PRIV {
@@ -485,12 +558,6 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
         }
     }
     if flags & flag::UID_FILTER != 0 && bpf_get_current_uid_gid() as u32 != conf!(uid) {
-        return Ok(0);
-    }
-    if flags & flag::PID_FILTER != 0
-        && side_of(&PIDS, sender_tgid) & side::SENDER == 0
-        && side_of(&PIDS, target_tgid) & side::TARGET == 0
-    {
         return Ok(0);
     }
     if flags & flag::TID_FILTER != 0 {
@@ -526,7 +593,7 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
         }
     }
 
-    if !load_task(&mut scratch.target, task) {
+    if filtered(flags) && !load_task(&mut scratch.target, task) {
         return Ok(0);
     }
     let Some(mut entry) = EVENTS.reserve::<GenerateEvent>(0) else {
@@ -554,7 +621,7 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
         event.si_uid = si_uid;
         event.info_kind = info_kind;
         if info_kind == 0 && code <= 0 {
-            let (how, arg) = sender_syscall(&mut scratch.regs, sig);
+            let (how, arg) = sender_syscall(scratch, pid_tgid, sig);
             event.via = how;
             event.via_arg = arg;
         }
@@ -594,13 +661,13 @@ fn try_signal_deliver(ctx: &RawTracePointContext) -> Result<i32, i32> {
     if flags & flag::FAILED_ONLY != 0 {
         return Ok(0);
     }
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
     if tgid == conf!(self_tgid) {
         return Ok(0);
     }
-    let current = current_task();
     let group_exit_code: i32 = if sig == SIGKILL {
-        let signal: u64 = read(current, conf!(offsets.task_signal));
+        let signal: u64 = read(current_task(), conf!(offsets.task_signal));
         // An exec in another thread kills this one with a SIGKILL nobody sent
         // (de_thread): not a signal delivery.
         let exec_task: u64 = read(signal, conf!(offsets.signal_group_exec_task));
@@ -647,15 +714,16 @@ fn try_signal_deliver(ctx: &RawTracePointContext) -> Result<i32, i32> {
                 | flag::KERNEL_ONLY
                 | flag::USER_ONLY)
             == 0;
-        if !kept && !(only_pids && side_of(&PIDS, tgid) & side::TARGET != 0) {
+        if !kept && !(only_pids && pid_side(tgid) & side::TARGET != 0) {
             return Ok(0);
         }
     }
     let Some(scratch) = scratch() else {
         return Ok(0);
     };
-    // The recipient is the current task: one read gives its ids, comm and blocked mask.
-    if !load_task(&mut scratch.target, current) {
+    // The recipient is the current task: one read gives its comm and blocked mask (helper
+    // calls, not bytes copied, are what costs here).
+    if !load_task(&mut scratch.target, current_task()) {
         return Ok(0);
     }
     let Some(mut entry) = EVENTS.reserve::<DeliverEvent>(0) else {
@@ -669,7 +737,7 @@ fn try_signal_deliver(ctx: &RawTracePointContext) -> Result<i32, i32> {
         let event = &mut *event;
         event.header = header(kind::DELIVER);
         event.task.tgid = tgid;
-        event.task.tid = task_at(&scratch.target, conf!(offsets.task_pid));
+        event.task.tid = pid_tgid as u32;
         event.task.comm = task_at(&scratch.target, conf!(offsets.task_comm));
         event.task.uid = bpf_get_current_uid_gid() as u32;
         event.sig = sig;
@@ -717,7 +785,7 @@ fn try_sched_process_exit(ctx: &RawTracePointContext) -> Result<i32, i32> {
     if tgid == conf!(self_tgid) {
         return Ok(0);
     }
-    let followed = side_of(&PIDS, tgid);
+    let followed = pid_side(tgid);
     // SAFETY: the value is a plain u8 copied out at once.
     let signalled = unsafe { SIGNALLED.get(tgid) }.is_some();
     if filtered(flags) && followed == 0 && !signalled {
@@ -749,7 +817,7 @@ fn try_sched_process_exit(ctx: &RawTracePointContext) -> Result<i32, i32> {
     // An exit ends a story: hand it over promptly.
     entry.submit(BPF_RB_FORCE_WAKEUP as u64);
     if flags & flag::FOLLOW_FORKS != 0 && followed != 0 {
-        let _ = PIDS.remove(tgid);
+        let _ = FOLLOWED.remove(tgid);
     }
     Ok(0)
 }
@@ -793,13 +861,13 @@ fn try_sched_process_fork(ctx: &RawTracePointContext) -> Result<i32, i32> {
     if child_tgid == parent_tgid {
         return Ok(0); // a new thread, not a new process
     }
-    let parent_side = side_of(&PIDS, parent_tgid);
+    let parent_side = pid_side(parent_tgid);
     if conf!(flags) & flag::FOLLOW_FORKS == 0 || parent_side == 0 {
         return Ok(0);
     }
     // The child is followed on the same side(s) as its parent (--sender P --follow keeps
     // what P's descendants send, not what they receive).
-    if PIDS.insert(child_tgid, parent_side, 0).is_err() {
+    if FOLLOWED.insert(child_tgid, parent_side, 0).is_err() {
         count_lost();
     }
     let Some(mut entry) = EVENTS.reserve::<ForkEvent>(0) else {
@@ -842,7 +910,7 @@ fn sigaction_traced(tgid: u32) -> bool {
     let flags = conf!(flags);
     flags & flag::SIGACTION != 0
         && tgid != conf!(self_tgid)
-        && (flags & flag::PID_FILTER == 0 || side_of(&PIDS, tgid) != 0)
+        && (flags & flag::PID_FILTER == 0 || pid_side(tgid) != 0)
 }
 
 /// sys_enter(struct pt_regs *regs, long id): remembers the action before rt_sigaction(2)

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::RawTracePoint,
 };
-use sigtrace_common::{COMM_LEN, Config, flag};
+use sigtrace_common::{COMM_LEN, Config, PID_SIDE_WORDS, flag, pid_side_slot};
 
 use crate::btf::{Btf, BtfError, resolve_offsets};
 
@@ -182,6 +182,28 @@ fn fill<K: aya::Pod + Ord>(
     Ok(())
 }
 
+/// Writes the traced tgids' side bits into the PID_SIDES array (two bits per tgid).
+fn fill_pid_sides(ebpf: &mut Ebpf, pids: &BTreeMap<u32, u8>) -> Result<(), LoadError> {
+    let map_err = |e: aya::maps::MapError| LoadError::Map {
+        map: "PID_SIDES",
+        reason: e.to_string(),
+    };
+    let mut words: BTreeMap<u32, u64> = BTreeMap::new();
+    for (&tgid, &sides) in pids {
+        let (word, shift) = pid_side_slot(tgid);
+        *words.entry(word).or_default() |= u64::from(sides) << shift;
+    }
+    let mut map: Array<_, u64> = ebpf
+        .map_mut("PID_SIDES")
+        .ok_or_else(|| LoadError::Load("map PID_SIDES missing".into()))?
+        .try_into()
+        .map_err(map_err)?;
+    for (word, bits) in words {
+        map.set(word, bits, 0).map_err(map_err)?;
+    }
+    Ok(())
+}
+
 /// Raw tracepoints: they need neither tracefs nor kprobes.
 const ALWAYS: [&str; 4] = [
     "signal_generate",
@@ -220,13 +242,22 @@ pub fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probes, Load
         .btf(None)
         .override_global("CONFIG", &config, true)
         .map_max_entries("EVENTS", options.ring_bytes)
+        // 1 MiB of kernel memory, only when some pid is traced.
+        .map_max_entries(
+            "PID_SIDES",
+            if config.flags & (flag::PID_FILTER | flag::FOLLOW_FORKS) != 0 {
+                PID_SIDE_WORDS
+            } else {
+                1
+            },
+        )
         .load(EBPF_OBJECT)
         .map_err(load_error)?;
     // Loading parsed the kernel's BTF twice (ours, and aya's in EbpfLoader::new) — several
     // MiB freed by now: give them back so the daemon's resident size is its working size.
     // SAFETY: malloc_trim only releases free heap memory.
     unsafe { libc::malloc_trim(0) };
-    fill(&mut ebpf, "PIDS", &filter.pids)?;
+    fill_pid_sides(&mut ebpf, &filter.pids)?;
     fill(&mut ebpf, "TIDS", &filter.tids)?;
     fill(&mut ebpf, "PGRPS", &filter.pgrps)?;
     fill(&mut ebpf, "COMMS", &filter.comms)?;
