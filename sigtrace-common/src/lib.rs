@@ -304,25 +304,28 @@ pub struct Offsets {
     pub task_children: u32,
     pub task_sibling: u32,
     /// Windows: the fields a program needs from one struct are copied with one read of
-    /// `[start, start + len)` (each helper call is costly), then picked out by offset.
+    /// `[start, start + len)`, then picked out by offset. Each helper call costs, and so
+    /// does each byte copied (probe reads copy a word at a time): a task_struct is read as
+    /// two windows, its ids (pid, tgid, real_parent) and its signal state (real_cred, comm,
+    /// signal, sighand, blocked, pending), since the two sit far apart.
+    pub task_ids_window_start: u32,
+    pub task_ids_window_len: u32,
     pub task_window_start: u32,
     pub task_window_len: u32,
+    /// signal_struct's shared_pending, pids and tty.
     pub signal_window_start: u32,
     pub signal_window_len: u32,
-    /// `[0, len)` of a struct pid covers level and numbers[0].
-    pub pid_window_len: u32,
     /// `[start, start + len)` of pt_regs covers dx, si, di and orig_ax.
     pub regs_window_start: u32,
     pub regs_window_len: u32,
-    pub _pad: u32,
 }
 const _: () = assert!(size_of::<Offsets>() == 176);
 
 /// Capacities of the programs' per-CPU scratch windows; a kernel whose windows do not fit
 /// is refused at load time.
+pub const TASK_IDS_WINDOW: usize = 128;
 pub const TASK_WINDOW: usize = 1024;
 pub const SIGNAL_WINDOW: usize = 512;
-pub const PID_WINDOW: usize = 256;
 pub const REGS_WINDOW: usize = 64;
 
 /// The kernel's PID_MAX_LIMIT: no tgid is larger.
@@ -406,14 +409,14 @@ impl Config {
             exit_has_group_dead: 0,
             task_children: 0,
             task_sibling: 0,
+            task_ids_window_start: 0,
+            task_ids_window_len: 0,
             task_window_start: 0,
             task_window_len: 0,
             signal_window_start: 0,
             signal_window_len: 0,
-            pid_window_len: 0,
             regs_window_start: 0,
             regs_window_len: 0,
-            _pad: 0,
         },
     };
 }

@@ -20,9 +20,9 @@ use aya_ebpf::{
 };
 use sigtrace_common::{
     COMM_LEN, Config, DeliverEvent, ExitEvent, ForkEvent, GenerateEvent, Header, K_SIGACTION_SIZE,
-    KSA_FLAGS, KSA_HANDLER, MAX_CHILDREN, PID_SIDE_WORDS, PID_WINDOW, PendingKey, REGS_WINDOW,
-    Recipient, SIGNAL_WINDOW, SigactionEvent, TASK_WINDOW, TTY_NAME_LEN, TaskIds, carries_sender,
-    flag, kernel_origin, kind, pid_side_slot, si, side, via,
+    KSA_FLAGS, KSA_HANDLER, MAX_CHILDREN, PID_SIDE_WORDS, PendingKey, REGS_WINDOW, Recipient,
+    SIGNAL_WINDOW, SigactionEvent, TASK_IDS_WINDOW, TASK_WINDOW, TTY_NAME_LEN, TaskIds,
+    carries_sender, flag, kernel_origin, kind, pid_side_slot, si, side, via,
 };
 
 /// Set by userspace at load time (EbpfLoader::set_global); read-only afterwards, so the
@@ -65,19 +65,26 @@ static DELIVERABLE: LruHashMap<PendingKey, u32> = LruHashMap::with_max_entries(1
 #[map]
 static SIGNALLED: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16384, 0);
 
-/// Per-CPU scratch: struct windows (one read each instead of one per field) and the 64
-/// k_sigactions of a recipient, too large for the stack. Only the signal programs use it;
-/// they run with the siglock held and interrupts off, so nothing nests on this CPU.
+/// Per-CPU scratch for the signal programs: struct windows (too large for the stack) and
+/// counters. The signal programs run with the siglock held and interrupts off, so nothing
+/// nests on this CPU.
 #[repr(C)]
 pub struct Scratch {
+    windows: Windows,
+    /// Records since the last wake-up, on this CPU.
+    since_wakeup: u32,
+}
+
+/// Struct windows (one read each instead of one per field) and the 64 k_sigactions of a
+/// recipient.
+#[repr(C)]
+pub struct Windows {
     actions: Actions,
     target: [u8; TASK_WINDOW],
     signal: [u8; SIGNAL_WINDOW],
-    pid: [u8; PID_WINDOW],
+    target_ids: [u8; TASK_IDS_WINDOW],
     regs: [u8; REGS_WINDOW],
     tty: [u8; TTY_WINDOW],
-    /// Records since the last wake-up, on this CPU.
-    since_wakeup: u32,
     /// The last sender seen on this CPU (task address and pid_tgid, together never reused
     /// while both match) and its kernel stack: saves a read per signal of a repeating sender.
     sender_task: u64,
@@ -156,7 +163,8 @@ fn load(window: &mut [u8], base: u64, start: u32, len: u32) -> bool {
         .is_ok()
 }
 
-/// A task_struct's window: the fields the signal programs need, in one read.
+/// A task_struct's signal-state window (real_cred, comm, signal, sighand, blocked,
+/// pending), in one read.
 #[inline(always)]
 fn load_task(window: &mut [u8], task: u64) -> bool {
     load(
@@ -164,6 +172,17 @@ fn load_task(window: &mut [u8], task: u64) -> bool {
         task,
         conf!(offsets.task_window_start),
         conf!(offsets.task_window_len),
+    )
+}
+
+/// A task_struct's ids window (pid, tgid, real_parent), in one read.
+#[inline(always)]
+fn load_task_ids(window: &mut [u8], task: u64) -> bool {
+    load(
+        window,
+        task,
+        conf!(offsets.task_ids_window_start),
+        conf!(offsets.task_ids_window_len),
     )
 }
 
@@ -186,30 +205,50 @@ fn at<T: Copy + Default>(window: &[u8], start: u32, off: u32) -> T {
     unsafe { core::ptr::read_unaligned(window.as_ptr().add(rel) as *const T) }
 }
 
-/// The global number of a `struct pid *` (numbers[0].nr), its number in the namespace at
-/// `level` (0 when the pid is not visible there; its own level when None), and its level.
+/// The global number of a `struct pid *` (numbers[0].nr).
 #[inline(always)]
-fn pid_numbers(window: &mut [u8], pid: u64, level: Option<u32>) -> (u32, u32, u32) {
-    if !load(window, pid, 0, conf!(offsets.pid_window_len)) {
-        return (0, 0, 0);
-    }
-    let numbers = conf!(offsets.pid_numbers);
-    let global: u32 = at(window, 0, numbers);
-    let own_level: u32 = at(window, 0, conf!(offsets.pid_level));
-    let level = level.unwrap_or(own_level);
+fn pid_global(pid: u64) -> u32 {
+    read(pid, conf!(offsets.pid_numbers))
+}
+
+/// The number of a `struct pid *` in the pid namespace at `level` (0 when it is not
+/// visible there); `global` is its number at level 0.
+#[inline(always)]
+fn pid_at_level(pid: u64, global: u32, level: u32) -> u32 {
     if level == 0 {
-        return (global, global, own_level);
+        return global;
     }
+    let own_level: u32 = read(pid, conf!(offsets.pid_level));
     if level > own_level || level > 31 {
-        return (global, 0, own_level);
+        return 0;
     }
-    let in_ns: u32 = read(pid, numbers + level * conf!(offsets.upid_size));
-    (global, in_ns, own_level)
+    read(
+        pid,
+        conf!(offsets.pid_numbers) + level * conf!(offsets.upid_size),
+    )
+}
+
+/// Global and namespace numbers of a struct pid, reusing `known` (pointer, global, in ns)
+/// when it is the same struct: group and session leaders share one.
+#[inline(always)]
+fn pid_pair(pid: u64, level: u32, known: &[(u64, u32, u32); 2]) -> (u32, u32) {
+    for &(ptr, global, in_ns) in known {
+        if ptr == pid && ptr != 0 {
+            return (global, in_ns);
+        }
+    }
+    let global = pid_global(pid);
+    (global, pid_at_level(pid, global, level))
 }
 
 #[inline(always)]
 fn task_at<T: Copy + Default>(window: &[u8], off: u32) -> T {
     at(window, conf!(offsets.task_window_start), off)
+}
+
+#[inline(always)]
+fn task_ids_at<T: Copy + Default>(window: &[u8], off: u32) -> T {
+    at(window, conf!(offsets.task_ids_window_start), off)
 }
 
 #[inline(always)]
@@ -222,11 +261,11 @@ fn signal_pid(window: &[u8], pid_type: u32) -> u64 {
     signal_at(window, conf!(offsets.signal_pids) + pid_type * 8)
 }
 
-/// A task's ids from its window; uid through its credentials (one more read).
+/// A task's ids from its two windows; uid through its credentials (one more read).
 #[inline(always)]
-fn task_ids(window: &[u8], out: &mut TaskIds) {
-    out.tgid = task_at(window, conf!(offsets.task_tgid));
-    out.tid = task_at(window, conf!(offsets.task_pid));
+fn task_ids(ids: &[u8], window: &[u8], out: &mut TaskIds) {
+    out.tgid = task_ids_at(ids, conf!(offsets.task_tgid));
+    out.tid = task_ids_at(ids, conf!(offsets.task_pid));
     let cred: u64 = task_at(window, conf!(offsets.task_real_cred));
     out.uid = read(cred, conf!(offsets.cred_uid));
     out.comm = task_at(window, conf!(offsets.task_comm));
@@ -322,16 +361,16 @@ fn comm_side(comm: &[u8; COMM_LEN]) -> u8 {
 /// that sends this very signal counts: a process dying inside kill(2) sends its parent a
 /// SIGCHLD from the same syscall.
 #[inline(always)]
-fn sender_syscall(scratch: &mut Scratch, pid_tgid: u64, sig: i32) -> (u32, i64) {
+fn sender_syscall(windows: &mut Windows, pid_tgid: u64, sig: i32) -> (u32, i64) {
     let task = current_task();
-    if scratch.sender_task != task || scratch.sender_id != pid_tgid {
-        scratch.sender_task = task;
-        scratch.sender_id = pid_tgid;
-        scratch.sender_stack = read(task, conf!(offsets.task_stack));
+    if windows.sender_task != task || windows.sender_id != pid_tgid {
+        windows.sender_task = task;
+        windows.sender_id = pid_tgid;
+        windows.sender_stack = read(task, conf!(offsets.task_stack));
     }
-    let stack = scratch.sender_stack;
+    let stack = windows.sender_stack;
     let start = conf!(offsets.regs_window_start);
-    let window = &mut scratch.regs;
+    let window = &mut windows.regs;
     if !load(
         window,
         stack + conf!(offsets.regs_from_stack) as u64,
@@ -380,24 +419,25 @@ fn tty_name_and_pgrp(
     read(tty, pgrp_at)
 }
 
-/// The recipient's process-wide state, from its task window (already loaded) and its
+/// The recipient's process-wide state, from its task windows (already loaded) and its
 /// signal_struct, pids, tty and sighand.
 #[inline(always)]
-fn snapshot_recipient(scratch: &mut Scratch, sig: i32, out: &mut Recipient) {
-    let task = &scratch.target;
+fn snapshot_recipient(windows: &mut Windows, sig: i32, out: &mut Recipient) {
+    let task = &windows.target;
+    let tgid: u32 = task_ids_at(&windows.target_ids, conf!(offsets.task_tgid));
+    let parent: u64 = task_ids_at(&windows.target_ids, conf!(offsets.task_real_parent));
     let signal: u64 = task_at(task, conf!(offsets.task_signal));
     out.blocked = task_at(task, conf!(offsets.task_blocked));
     let thread_pending: u64 = task_at(task, conf!(offsets.task_pending_signal));
-    let parent: u64 = task_at(task, conf!(offsets.task_real_parent));
     let sighand: u64 = task_at(task, conf!(offsets.task_sighand));
     out.parent_tgid = read(parent, conf!(offsets.task_tgid));
     if load(
-        &mut scratch.signal,
+        &mut windows.signal,
         signal,
         conf!(offsets.signal_window_start),
         conf!(offsets.signal_window_len),
     ) {
-        let sw = &scratch.signal;
+        let sw = &windows.signal;
         let shared_pending: u64 = signal_at(sw, conf!(offsets.signal_shared_pending));
         out.pending = thread_pending | shared_pending;
         let (tgid_pid, pgid_pid, sid_pid) = (
@@ -408,21 +448,14 @@ fn snapshot_recipient(scratch: &mut Scratch, sig: i32, out: &mut Recipient) {
         let tty: u64 = signal_at(sw, conf!(offsets.signal_tty));
         // Numbers as the recipient sees them: in the namespace of its own (tgid) level.
         // Group and session leaders share their struct pid: no read for those.
-        let (tgid, ns_tgid, level) = pid_numbers(&mut scratch.pid, tgid_pid, None);
-        let (pgid, ns_pgid) = if pgid_pid == tgid_pid {
-            (tgid, ns_tgid)
-        } else {
-            let (global, in_ns, _) = pid_numbers(&mut scratch.pid, pgid_pid, Some(level));
-            (global, in_ns)
-        };
-        let (sid, ns_sid) = if sid_pid == tgid_pid {
-            (tgid, ns_tgid)
-        } else if sid_pid == pgid_pid {
-            (pgid, ns_pgid)
-        } else {
-            let (global, in_ns, _) = pid_numbers(&mut scratch.pid, sid_pid, Some(level));
-            (global, in_ns)
-        };
+        let level: u32 = read(tgid_pid, conf!(offsets.pid_level));
+        let ns_tgid = pid_at_level(tgid_pid, tgid, level);
+        let (pgid, ns_pgid) = pid_pair(pgid_pid, level, &[(tgid_pid, tgid, ns_tgid), (0, 0, 0)]);
+        let (sid, ns_sid) = pid_pair(
+            sid_pid,
+            level,
+            &[(tgid_pid, tgid, ns_tgid), (pgid_pid, pgid, ns_pgid)],
+        );
         out.pgid = pgid;
         out.sid = sid;
         out.ns_tgid = ns_tgid;
@@ -430,15 +463,11 @@ fn snapshot_recipient(scratch: &mut Scratch, sig: i32, out: &mut Recipient) {
         out.ns_sid = ns_sid;
         out.ns_level = level;
         if tty != 0 {
-            let fg = tty_name_and_pgrp(&mut scratch.tty, tty, &mut out.tty);
-            out.tty_fg_pgid = if fg == pgid_pid {
-                pgid
-            } else {
-                pid_numbers(&mut scratch.pid, fg, Some(0)).0
-            };
+            let fg = tty_name_and_pgrp(&mut windows.tty, tty, &mut out.tty);
+            out.tty_fg_pgid = if fg == pgid_pid { pgid } else { pid_global(fg) };
         }
     }
-    let actions = &mut scratch.actions;
+    let actions = &mut windows.actions;
     if sighand == 0
         // SAFETY: reads into our own scratch; the source is checked by the helper.
         || unsafe {
@@ -510,15 +539,11 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
     };
     let pid_tgid = bpf_get_current_pid_tgid();
     let sender_tgid = (pid_tgid >> 32) as u32;
-    // Unfiltered, the target's window is needed anyway and holds its tgid; filtered, one
-    // small read decides first.
-    let target_tgid: u32 = if filtered(flags) {
-        read(task, conf!(offsets.task_tgid))
-    } else if load_task(&mut scratch.target, task) {
-        task_at(&scratch.target, conf!(offsets.task_tgid))
-    } else {
+    // The target's ids (a small window) decide the filters; the rest is read once kept.
+    if !load_task_ids(&mut scratch.windows.target_ids, task) {
         return Ok(0);
-    };
+    }
+    let target_tgid: u32 = task_ids_at(&scratch.windows.target_ids, conf!(offsets.task_tgid));
     let self_tgid = conf!(self_tgid);
     if target_tgid == self_tgid || sender_tgid == self_tgid {
         return Ok(0);
@@ -561,7 +586,7 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
         return Ok(0);
     }
     if flags & flag::TID_FILTER != 0 {
-        let target_tid: u32 = read(task, conf!(offsets.task_pid));
+        let target_tid: u32 = task_ids_at(&scratch.windows.target_ids, conf!(offsets.task_pid));
         if side_of(&TIDS, pid_tgid as u32) & side::SENDER == 0
             && side_of(&TIDS, target_tid) & side::TARGET == 0
         {
@@ -571,12 +596,10 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
     if flags & flag::PGRP_FILTER != 0 {
         let sender_signal: u64 = read(current_task(), conf!(offsets.task_signal));
         let target_signal: u64 = read(task, conf!(offsets.task_signal));
-        let pgid_of = |signal: u64, window: &mut [u8]| {
-            let pid: u64 = read(signal, conf!(offsets.signal_pids) + PIDTYPE_PGID * 8);
-            pid_numbers(window, pid, Some(0)).0
-        };
-        let sender_pgid = pgid_of(sender_signal, &mut scratch.pid);
-        let target_pgid = pgid_of(target_signal, &mut scratch.pid);
+        let pgid_of =
+            |signal: u64| pid_global(read(signal, conf!(offsets.signal_pids) + PIDTYPE_PGID * 8));
+        let sender_pgid = pgid_of(sender_signal);
+        let target_pgid = pgid_of(target_signal);
         if side_of(&PGRPS, sender_pgid) & side::SENDER == 0
             && side_of(&PGRPS, target_pgid) & side::TARGET == 0
         {
@@ -593,13 +616,18 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
         }
     }
 
-    if filtered(flags) && !load_task(&mut scratch.target, task) {
+    if !load_task(&mut scratch.windows.target, task) {
         return Ok(0);
     }
     let Some(mut entry) = EVENTS.reserve::<GenerateEvent>(0) else {
         count_lost();
         return Ok(0);
     };
+    let Scratch {
+        windows,
+        since_wakeup,
+        ..
+    } = scratch;
     let event = entry.as_mut_ptr();
     // SAFETY: `event` points at a reserved, exclusively ours ring buffer slot; every field
     // is written before submit (zeroing first keeps stale bytes out).
@@ -611,7 +639,7 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
         event.sender.tid = pid_tgid as u32;
         event.sender.uid = bpf_get_current_uid_gid() as u32;
         event.sender.comm = bpf_get_current_comm().unwrap_or_default();
-        task_ids(&scratch.target, &mut event.target);
+        task_ids(&windows.target_ids, &windows.target, &mut event.target);
         event.sig = sig;
         event.code = code;
         event.errno = errno;
@@ -621,11 +649,11 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
         event.si_uid = si_uid;
         event.info_kind = info_kind;
         if info_kind == 0 && code <= 0 {
-            let (how, arg) = sender_syscall(scratch, pid_tgid, sig);
+            let (how, arg) = sender_syscall(windows, pid_tgid, sig);
             event.via = how;
             event.via_arg = arg;
         }
-        snapshot_recipient(scratch, sig, &mut event.recipient);
+        snapshot_recipient(windows, sig, &mut event.recipient);
     }
     // Queued (DELIVERED, LOSE_INFO): a delivery will follow.
     if filtered(flags) && (result == 0 || result == 4) {
@@ -642,7 +670,7 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
             }
         }
     }
-    entry.submit(wakeup_flags(&mut scratch.since_wakeup));
+    entry.submit(wakeup_flags(since_wakeup));
     Ok(0)
 }
 
@@ -723,13 +751,18 @@ fn try_signal_deliver(ctx: &RawTracePointContext) -> Result<i32, i32> {
     };
     // The recipient is the current task: one read gives its comm and blocked mask (helper
     // calls, not bytes copied, are what costs here).
-    if !load_task(&mut scratch.target, current_task()) {
+    if !load_task(&mut scratch.windows.target, current_task()) {
         return Ok(0);
     }
     let Some(mut entry) = EVENTS.reserve::<DeliverEvent>(0) else {
         count_lost();
         return Ok(0);
     };
+    let Scratch {
+        windows,
+        since_wakeup,
+        ..
+    } = scratch;
     let event = entry.as_mut_ptr();
     // SAFETY: our reserved slot, fully written before submit.
     unsafe {
@@ -738,7 +771,7 @@ fn try_signal_deliver(ctx: &RawTracePointContext) -> Result<i32, i32> {
         event.header = header(kind::DELIVER);
         event.task.tgid = tgid;
         event.task.tid = pid_tgid as u32;
-        event.task.comm = task_at(&scratch.target, conf!(offsets.task_comm));
+        event.task.comm = task_at(&windows.target, conf!(offsets.task_comm));
         event.task.uid = bpf_get_current_uid_gid() as u32;
         event.sig = sig;
         // uapi siginfo head: signo, errno, code.
@@ -754,9 +787,9 @@ fn try_signal_deliver(ctx: &RawTracePointContext) -> Result<i32, i32> {
         } else {
             read(ka, conf!(offsets.ksa_flags))
         };
-        event.blocked = task_at(&scratch.target, conf!(offsets.task_blocked));
+        event.blocked = task_at(&windows.target, conf!(offsets.task_blocked));
     }
-    entry.submit(wakeup_flags(&mut scratch.since_wakeup));
+    entry.submit(wakeup_flags(since_wakeup));
     Ok(0)
 }
 

@@ -320,11 +320,10 @@ fn span(fields: &[(u32, u32)]) -> (u32, u32) {
 
 /// Adds the read windows, refusing a layout whose windows exceed the programs' scratch.
 fn with_windows(mut o: Offsets) -> Result<Offsets, BtfError> {
-    use sigtrace_common::{PID_WINDOW, REGS_WINDOW, SIGNAL_WINDOW, TASK_WINDOW};
+    use sigtrace_common::{REGS_WINDOW, SIGNAL_WINDOW, TASK_IDS_WINDOW, TASK_WINDOW};
+    (o.task_ids_window_start, o.task_ids_window_len) =
+        span(&[(o.task_pid, 4), (o.task_tgid, 4), (o.task_real_parent, 8)]);
     (o.task_window_start, o.task_window_len) = span(&[
-        (o.task_pid, 4),
-        (o.task_tgid, 4),
-        (o.task_real_parent, 8),
         (o.task_real_cred, 8),
         (o.task_comm, 16),
         (o.task_signal, 8),
@@ -333,13 +332,10 @@ fn with_windows(mut o: Offsets) -> Result<Offsets, BtfError> {
         (o.task_pending_signal, 8),
     ]);
     (o.signal_window_start, o.signal_window_len) = span(&[
-        (o.signal_live, 4),
         (o.signal_pids, 8 * 4),
         (o.signal_shared_pending, 8),
         (o.signal_tty, 8),
-        (o.signal_group_exit_code, 4),
     ]);
-    o.pid_window_len = o.pid_numbers + 4;
     (o.regs_window_start, o.regs_window_len) = span(&[
         (o.regs_orig_ax, 8),
         (o.regs_di, 8),
@@ -347,9 +343,9 @@ fn with_windows(mut o: Offsets) -> Result<Offsets, BtfError> {
         (o.regs_dx, 8),
     ]);
     for (what, len, cap) in [
+        ("task_struct (ids)", o.task_ids_window_len, TASK_IDS_WINDOW),
         ("task_struct", o.task_window_len, TASK_WINDOW),
         ("signal_struct", o.signal_window_len, SIGNAL_WINDOW),
-        ("struct pid", o.pid_window_len, PID_WINDOW),
         ("pt_regs", o.regs_window_len, REGS_WINDOW),
     ] {
         if len as usize > cap {
