@@ -1,6 +1,7 @@
 //! End-to-end: recipient annotation, outcomes and fan-outs — the story sigtrace exists for.
 //! (a) kill the wrapper, orphan the binary; (b) ^C on a pty fans out to both; (c) SIGKILL
-//! still carries the recipient's pgrp, session and masks; (d) blocked, pending, delivered.
+//! still carries the recipient's pgrp, session and masks; (d) blocked, pending, delivered;
+//! and a recipient in its own pid namespace.
 
 mod util;
 
@@ -307,4 +308,66 @@ fn d_blocked_signal_is_pending_then_delivered() {
         "the delivery is the blocked generation's"
     );
     assert!(d["latency_ns"].as_u64().expect("latency") >= 300_000_000);
+}
+
+/// The only child of `parent` (ours), from /proc.
+fn only_child(parent: i32) -> i32 {
+    let path = format!("/proc/{parent}/task/{parent}/children");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let children: Vec<i32> = text
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(children.len(), 1, "children of {parent}: {text:?}");
+    children[0]
+}
+
+/// A recipient in its own pid namespace (`unshare --pid --fork`, where it is pid 1): the
+/// event carries its numbers as it sees them, and 0 for a group or session it cannot see.
+#[test]
+fn pid_namespace_numbers_are_shown_as_the_recipient_sees_them() {
+    if !bpf_allowed("pid_namespace_numbers_are_shown_as_the_recipient_sees_them") {
+        return;
+    }
+    let our_sid = nix::unistd::getsid(None).expect("sid").as_raw();
+    // (how the recipient is started, expected pgid/sid in its namespace: the first stays in
+    // unshare's group and our session, both outside; the second leads its own)
+    for (setsid, in_ns) in [(false, (0, 0)), (true, (1, 1))] {
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--pid", "--fork", "--kill-child"]);
+        if setsid {
+            cmd.arg("setsid");
+        }
+        cmd.args(["perl", "-e", TRAP_PERL]).process_group(0);
+        let unshare = spawn_ready(&mut cmd);
+        let recipient = only_child(unshare.pid());
+        let mut trace = Trace::start(&["--format", "json", "--target", &recipient.to_string()]);
+        let mut seen = Vec::new();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(recipient), Signal::SIGUSR2)
+            .expect("signal our own grandchild");
+        trace.wait_for(&mut seen, WAIT, |r| r["type"] == "generate");
+        let records = trace.stop_json(seen);
+        let g = of_type(&records, "generate")
+            .into_iter()
+            .find(|g| g["target"]["pid"] == recipient)
+            .unwrap_or_else(|| panic!("no generate for {recipient}: {records:#?}"));
+        let target = &g["target"];
+        let (pgid, sid) = if setsid {
+            (recipient, recipient)
+        } else {
+            (unshare.pid(), our_sid)
+        };
+        assert_eq!(
+            (&target["pgid"], &target["sid"]),
+            (&pgid.into(), &sid.into())
+        );
+        let ns = &target["ns"];
+        assert_eq!(ns["level"], 1, "{target}");
+        assert_eq!(ns["pid"], 1, "{target}");
+        assert_eq!(
+            (&ns["pgid"], &ns["sid"]),
+            (&in_ns.0.into(), &in_ns.1.into()),
+            "{target}"
+        );
+    }
 }
