@@ -234,16 +234,20 @@ pub mod flag {
     pub const KERNEL_ONLY: u32 = 1 << 1;
     /// Keep only signals sent by a process (kill, tkill, sigqueue...).
     pub const USER_ONLY: u32 = 1 << 2;
-    /// The PIDS map is in use (sender or target must match).
+    /// PID_SIDES is in use (sender or target must match).
     pub const PID_FILTER: u32 = 1 << 3;
     pub const PGRP_FILTER: u32 = 1 << 4;
     pub const COMM_FILTER: u32 = 1 << 5;
     pub const UID_FILTER: u32 = 1 << 6;
     pub const TID_FILTER: u32 = 1 << 7;
-    /// Children of a process in PIDS join PIDS at fork.
+    /// Children of a traced process are traced too (FOLLOWED) from their fork.
     pub const FOLLOW_FORKS: u32 = 1 << 8;
     /// Report rt_sigaction changes of processes that pass the filters.
     pub const SIGACTION: u32 = 1 << 9;
+    /// Filters a delivery cannot judge by itself (it carries no sender): with any of them,
+    /// deliveries pass only for generations that were kept.
+    pub const NEEDS_GENERATION: u32 =
+        PID_FILTER | TID_FILTER | PGRP_FILTER | COMM_FILTER | UID_FILTER | KERNEL_ONLY | USER_ONLY;
 }
 
 /// Which side a PIDS/TIDS/COMMS entry applies to.
@@ -333,6 +337,10 @@ pub const PID_MAX_LIMIT: u32 = 1 << 22;
 /// Side bits (module `side`) per tgid in the PID_SIDES array, and its size in words.
 pub const PID_SIDE_BITS: u32 = 2;
 pub const PID_SIDE_WORDS: u32 = PID_MAX_LIMIT / (64 / PID_SIDE_BITS);
+
+/// KEPT_GATE: one byte per 8 tgids, in values of KEPT_GATE_BYTES.
+pub const KEPT_GATE_BYTES: usize = 64;
+pub const KEPT_GATE_ENTRIES: u32 = PID_MAX_LIMIT / 8 / KEPT_GATE_BYTES as u32;
 
 /// A tgid's word in PID_SIDES and the shift of its side bits in that word.
 #[inline(always)]

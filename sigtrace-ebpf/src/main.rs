@@ -20,9 +20,10 @@ use aya_ebpf::{
 };
 use sigtrace_common::{
     COMM_LEN, Config, DeliverEvent, ExitEvent, ForkEvent, GenerateEvent, Header, K_SIGACTION_SIZE,
-    KSA_FLAGS, KSA_HANDLER, MAX_CHILDREN, PID_SIDE_WORDS, PendingKey, REGS_WINDOW, Recipient,
-    SIGNAL_WINDOW, SigactionEvent, TASK_IDS_WINDOW, TASK_WINDOW, TTY_NAME_LEN, TaskIds,
-    carries_sender, flag, kernel_origin, kind, pid_side_slot, si, side, via,
+    KEPT_GATE_BYTES, KEPT_GATE_ENTRIES, KSA_FLAGS, KSA_HANDLER, MAX_CHILDREN, PID_SIDE_WORDS,
+    PendingKey, REGS_WINDOW, Recipient, SIGNAL_WINDOW, SigactionEvent, TASK_IDS_WINDOW,
+    TASK_WINDOW, TTY_NAME_LEN, TaskIds, carries_sender, flag, kernel_origin, kind, pid_side_slot,
+    si, side, via,
 };
 
 /// Set by userspace at load time (EbpfLoader::set_global); read-only afterwards, so the
@@ -59,6 +60,38 @@ static COMMS: HashMap<[u8; COMM_LEN], u8> = HashMap::with_max_entries(1024, 0);
 /// their deliveries (which carry no sender) pass too.
 #[map]
 static DELIVERABLE: LruHashMap<PendingKey, u32> = LruHashMap::with_max_entries(16384, 0);
+
+/// A cheap gate in front of DELIVERABLE: one byte per 8 tgids, set to 0xff when a generation
+/// to any of them is kept. Byte stores need no atomics and never undo each other, so a
+/// clear byte proves no kept generation is waiting, and the delivery of an unrelated
+/// process costs an inlined array load instead of a hash lookup. Never cleared; userspace
+/// sizes it to one element when deliveries are not filtered.
+#[map]
+static KEPT_GATE: Array<[u8; KEPT_GATE_BYTES]> = Array::with_max_entries(KEPT_GATE_ENTRIES, 0);
+
+#[inline(always)]
+fn kept_gate_slot(tgid: u32) -> (u32, usize) {
+    let octet = tgid / 8;
+    (
+        octet / KEPT_GATE_BYTES as u32,
+        (octet % KEPT_GATE_BYTES as u32) as usize,
+    )
+}
+
+#[inline(always)]
+fn open_kept_gate(tgid: u32) {
+    let (entry, byte) = kept_gate_slot(tgid);
+    if let Some(bytes) = KEPT_GATE.get_ptr_mut(entry) {
+        // SAFETY: a map value of KEPT_GATE_BYTES bytes; `byte` is below that.
+        unsafe { (*bytes)[byte] = 0xff };
+    }
+}
+
+#[inline(always)]
+fn kept_gate_open(tgid: u32) -> bool {
+    let (entry, byte) = kept_gate_slot(tgid);
+    KEPT_GATE.get(entry).is_some_and(|bytes| bytes[byte] != 0)
+}
 
 /// Targets of kept generations: their exits pass the filters too (the story's "kill the
 /// wrapper" needs the wrapper's exit even with --sender).
@@ -506,15 +539,7 @@ fn wanted_signal(sig: i32) -> bool {
 /// Any filter that the delivery cannot check by itself (it carries no sender).
 #[inline(always)]
 fn filtered(flags: u32) -> bool {
-    flags
-        & (flag::PID_FILTER
-            | flag::TID_FILTER
-            | flag::PGRP_FILTER
-            | flag::COMM_FILTER
-            | flag::UID_FILTER
-            | flag::KERNEL_ONLY
-            | flag::USER_ONLY)
-        != 0
+    flags & flag::NEEDS_GENERATION != 0
 }
 
 /// signal_generate(int sig, struct kernel_siginfo *info, struct task_struct *task,
@@ -657,6 +682,7 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
     }
     // Queued (DELIVERED, LOSE_INFO): a delivery will follow.
     if filtered(flags) && (result == 0 || result == 4) {
+        open_kept_gate(target_tgid);
         let _ = SIGNALLED.insert(target_tgid, 1, 0);
         let key = PendingKey {
             tgid: target_tgid,
@@ -719,7 +745,12 @@ fn try_signal_deliver(ctx: &RawTracePointContext) -> Result<i32, i32> {
             tgid,
             sig: cause as u32,
         };
-        let kept = match DELIVERABLE.get_ptr_mut(key) {
+        let waiting = if kept_gate_open(tgid) {
+            DELIVERABLE.get_ptr_mut(key)
+        } else {
+            None
+        };
+        let kept = match waiting {
             // SAFETY: the value is a plain counter.
             Some(count) if unsafe { *count } > 0 => {
                 // Every thread of a dying group dequeues the SIGKILL: keep the count then.
@@ -734,14 +765,7 @@ fn try_signal_deliver(ctx: &RawTracePointContext) -> Result<i32, i32> {
         // A traced target's own deliveries pass without a kept generation (one generated
         // before tracing started) when the pid is the only filter: no other filter can be
         // judged without the sender.
-        let only_pids = flags
-            & (flag::TID_FILTER
-                | flag::PGRP_FILTER
-                | flag::COMM_FILTER
-                | flag::UID_FILTER
-                | flag::KERNEL_ONLY
-                | flag::USER_ONLY)
-            == 0;
+        let only_pids = flags & flag::NEEDS_GENERATION & !flag::PID_FILTER == 0;
         if !kept && !(only_pids && pid_side(tgid) & side::TARGET != 0) {
             return Ok(0);
         }

@@ -9,7 +9,7 @@ use aya::{
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::RawTracePoint,
 };
-use sigtrace_common::{COMM_LEN, Config, PID_SIDE_WORDS, flag, pid_side_slot};
+use sigtrace_common::{COMM_LEN, Config, KEPT_GATE_ENTRIES, PID_SIDE_WORDS, flag, pid_side_slot};
 
 use crate::btf::{Btf, BtfError, resolve_offsets};
 
@@ -247,6 +247,15 @@ pub fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probes, Load
             "PID_SIDES",
             if config.flags & (flag::PID_FILTER | flag::FOLLOW_FORKS) != 0 {
                 PID_SIDE_WORDS
+            } else {
+                1
+            },
+        )
+        // 512 KiB, only when deliveries pass by their kept generations.
+        .map_max_entries(
+            "KEPT_GATE",
+            if config.flags & flag::NEEDS_GENERATION != 0 {
+                KEPT_GATE_ENTRIES
             } else {
                 1
             },

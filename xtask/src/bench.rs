@@ -1,6 +1,9 @@
 //! `cargo xtask bench`: what tracing costs a process that does nothing but signal itself
 //! (`storm`, a SIGUSR1 handler installed). Modes run interleaved, several rounds, so that
-//! machine noise hits them alike; the table shows medians and ratios to untraced.
+//! machine noise hits them alike. Every traced storm is paired with an untraced storm run
+//! just before it: on a VM whose speed drifts by ±20 % from one second to the next, the
+//! ratio within a pair is far steadier than a ratio of medians taken minutes apart. The
+//! table shows medians of ns/signal and the median of the paired ratios.
 //!
 //! Modes: untraced; sigtrace system-wide, text to /dev/null; the same with JSON; sigtrace
 //! filtered to an unrelated pid; bpftrace printing the same two tracepoints (tracefs mounted
@@ -28,13 +31,13 @@ const STORM: &str = "target/release/examples/storm";
 #[derive(clap::Args)]
 pub struct BenchArgs {
     /// Signals per storm.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 500_000)]
     signals: u64,
     /// Signals per storm under bpftrace (it is an order of magnitude slower).
     #[arg(long, default_value_t = 200_000)]
     bpftrace_signals: u64,
     /// Rounds; each runs every mode once.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// Skip bpftrace even when it is installed.
     #[arg(long)]
@@ -65,6 +68,8 @@ impl Mode {
 #[derive(Default, Clone, Copy)]
 struct Sample {
     ns_per_signal: f64,
+    /// ns_per_signal over that of the untraced storm run just before (1 for untraced).
+    paired_ratio: f64,
     events: u64,
     expected: u64,
     lost: u64,
@@ -111,12 +116,27 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             } else {
                 args.signals
             };
-            let sample = run_mode(mode, n, unrelated.id())
+            if mode == Mode::Untraced {
+                continue;
+            }
+            let baseline = storm(n).with_context(|| format!("round {round}, untraced"))?;
+            samples.push((
+                Mode::Untraced,
+                Sample {
+                    ns_per_signal: baseline,
+                    paired_ratio: 1.0,
+                    ..Default::default()
+                },
+            ));
+            let mut sample = run_mode(mode, n, unrelated.id())
                 .with_context(|| format!("round {round}, {}", mode.label()))?;
+            sample.paired_ratio = sample.ns_per_signal / baseline;
             eprintln!(
-                "bench: round {round} {:<38} {:>8.0} ns/signal  events {}/{}  lost {}",
+                "bench: round {round} {:<38} {:>8.0} ns/signal (untraced just before: {:>5.0}, {:.2}×)  events {}/{}  lost {}",
                 mode.label(),
                 sample.ns_per_signal,
+                baseline,
+                sample.paired_ratio,
                 sample.events,
                 sample.expected,
                 sample.lost
@@ -176,9 +196,9 @@ fn print_table(modes: &[Mode], samples: &[(Mode, Sample)], args: &BenchArgs, too
             .map(|(_, s)| *s)
             .collect()
     };
-    let base = median(of(Mode::Untraced).iter().map(|s| s.ns_per_signal).collect());
     println!(
-        "\n{} rounds, {} signals per storm ({} under bpftrace), medians; took {:.0?}\n",
+        "\n{} rounds, {} signals per storm ({} under bpftrace); medians, and the median of each \
+         traced storm's ratio to the untraced storm run just before it; took {:.0?}\n",
         args.rounds, args.signals, args.bpftrace_signals, took
     );
     println!(
@@ -199,6 +219,7 @@ fn print_table(modes: &[Mode], samples: &[(Mode, Sample)], args: &BenchArgs, too
     for &mode in modes {
         let s = of(mode);
         let ns = median(s.iter().map(|x| x.ns_per_signal).collect());
+        let ratio = median(s.iter().map(|x| x.paired_ratio).collect());
         let events = median(s.iter().map(|x| x.events as f64).collect());
         let expected = median(s.iter().map(|x| x.expected as f64).collect());
         let lost: u64 = s.iter().map(|x| x.lost).sum();
@@ -211,7 +232,7 @@ fn print_table(modes: &[Mode], samples: &[(Mode, Sample)], args: &BenchArgs, too
             "| {:<36} | {:>9.0} | {:>5.2}× | {:>21} | {:>7} | {:>8} | {:>10} | {:>8} |",
             mode.label(),
             ns,
-            ns / base,
+            ratio,
             if mode == Mode::Untraced {
                 "-".to_string()
             } else {
@@ -273,12 +294,9 @@ fn rss_sampler(pid: u32) -> (Arc<AtomicBool>, thread::JoinHandle<u64>) {
     (stop, handle)
 }
 
+/// A traced mode's sample (untraced storms are run by the caller, as baselines).
 fn run_mode(mode: Mode, n: u64, unrelated: u32) -> anyhow::Result<Sample> {
     match mode {
-        Mode::Untraced => Ok(Sample {
-            ns_per_signal: storm(n)?,
-            ..Default::default()
-        }),
         Mode::Bpftrace => run_bpftrace(n),
         _ => run_sigtrace(mode, n, unrelated),
     }
@@ -353,6 +371,7 @@ fn run_sigtrace(mode: Mode, n: u64, unrelated: u32) -> anyhow::Result<Sample> {
         ready_ms,
         rss_storm_kib,
         hwm_kib,
+        ..Default::default()
     })
 }
 
