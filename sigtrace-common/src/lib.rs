@@ -250,7 +250,7 @@ pub mod flag {
         PID_FILTER | TID_FILTER | PGRP_FILTER | COMM_FILTER | UID_FILTER | KERNEL_ONLY | USER_ONLY;
 }
 
-/// Which side a PIDS/TIDS/COMMS entry applies to.
+/// Which side a PID_SIDES/FOLLOWED/TIDS/PGRPS/COMMS entry applies to.
 pub mod side {
     pub const SENDER: u8 = 1;
     pub const TARGET: u8 = 2;

@@ -51,7 +51,7 @@ pub struct KernelFilter {
     pub failed_only: bool,
     pub kernel_only: bool,
     pub user_only: bool,
-    /// Children of PIDS entries join PIDS at fork.
+    /// Children of traced pids are traced from their fork (FOLLOWED).
     pub follow_forks: bool,
     /// Report rt_sigaction changes (attaches sys_enter/sys_exit).
     pub sigaction: bool,
