@@ -245,13 +245,13 @@ fn pid_global(pid: u64) -> u32 {
 }
 
 /// The number of a `struct pid *` in the pid namespace at `level` (0 when it is not
-/// visible there); `global` is its number at level 0.
+/// visible there); `global` is its number at level 0, `own_level` its own level if known.
 #[inline(always)]
-fn pid_at_level(pid: u64, global: u32, level: u32) -> u32 {
+fn pid_at_level(pid: u64, global: u32, level: u32, own_level: Option<u32>) -> u32 {
     if level == 0 {
         return global;
     }
-    let own_level: u32 = read(pid, conf!(offsets.pid_level));
+    let own_level: u32 = own_level.unwrap_or_else(|| read(pid, conf!(offsets.pid_level)));
     if level > own_level || level > 31 {
         return 0;
     }
@@ -271,7 +271,7 @@ fn pid_pair(pid: u64, level: u32, known: &[(u64, u32, u32); 2]) -> (u32, u32) {
         }
     }
     let global = pid_global(pid);
-    (global, pid_at_level(pid, global, level))
+    (global, pid_at_level(pid, global, level, None))
 }
 
 #[inline(always)]
@@ -395,6 +395,9 @@ fn comm_side(comm: &[u8; COMM_LEN]) -> u8 {
 /// SIGCHLD from the same syscall.
 #[inline(always)]
 fn sender_syscall(windows: &mut Windows, pid_tgid: u64, sig: i32) -> (u32, i64) {
+    // A stale entry needs this task's address and its pid/tid to be reused together (a pid
+    // wrap-around landing on the same slab slot) before another sender passes here on this
+    // CPU; even then the registers read must name this very signal to be believed.
     let task = current_task();
     if windows.sender_task != task || windows.sender_id != pid_tgid {
         windows.sender_task = task;
@@ -482,7 +485,7 @@ fn snapshot_recipient(windows: &mut Windows, sig: i32, out: &mut Recipient) {
         // Numbers as the recipient sees them: in the namespace of its own (tgid) level.
         // Group and session leaders share their struct pid: no read for those.
         let level: u32 = read(tgid_pid, conf!(offsets.pid_level));
-        let ns_tgid = pid_at_level(tgid_pid, tgid, level);
+        let ns_tgid = pid_at_level(tgid_pid, tgid, level, Some(level));
         let (pgid, ns_pgid) = pid_pair(pgid_pid, level, &[(tgid_pid, tgid, ns_tgid), (0, 0, 0)]);
         let (sid, ns_sid) = pid_pair(
             sid_pid,

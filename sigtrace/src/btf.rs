@@ -311,6 +311,20 @@ fn stack_top_padding(btf: &Btf) -> u32 {
     if btf.has_struct("fred_info") { 16 } else { 0 }
 }
 
+/// The programs copy all 64 actions in one 2 KiB read and pick the handlers and flags at
+/// fixed offsets (so the loop unrolls into constant loads): x86_64's uapi layout, which
+/// this kernel must have.
+fn check_sigaction_layout(size: u32, handler: u32, flags: u32) -> Result<(), BtfError> {
+    use sigtrace_common::{K_SIGACTION_SIZE, KSA_FLAGS, KSA_HANDLER};
+    if (size, handler, flags) == (K_SIGACTION_SIZE, KSA_HANDLER, KSA_FLAGS) {
+        return Ok(());
+    }
+    Err(BtfError::Missing(format!(
+        "k_sigaction of {K_SIGACTION_SIZE} bytes with sa_handler at {KSA_HANDLER} and \
+         sa_flags at {KSA_FLAGS} (this kernel's: {size} bytes, {handler} and {flags})"
+    )))
+}
+
 /// `[start, end)` spanning fields given as (offset, size).
 fn span(fields: &[(u32, u32)]) -> (u32, u32) {
     let start = fields.iter().map(|f| f.0).min().unwrap_or(0);
@@ -350,7 +364,7 @@ fn with_windows(mut o: Offsets) -> Result<Offsets, BtfError> {
     ] {
         if len as usize > cap {
             return Err(BtfError::Missing(format!(
-                "a {what} layout whose signal fields span at most {cap} bytes (this one spans {len})"
+                "{what} layout whose signal fields span at most {cap} bytes (this one spans {len})"
             )));
         }
     }
@@ -408,12 +422,7 @@ pub fn resolve_offsets(btf: &Btf) -> Result<Offsets, BtfError> {
         ..Offsets::default()
     };
     let offsets = with_windows(offsets)?;
-    // The programs copy all 64 actions in one 2 KiB read.
-    if k_sigaction_size * 64 > 2048 || k_sigaction_size % 8 != 0 {
-        return Err(BtfError::Missing(format!(
-            "a k_sigaction of 32 bytes or less (this kernel's is {k_sigaction_size})"
-        )));
-    }
+    check_sigaction_layout(k_sigaction_size, offsets.ksa_handler, offsets.ksa_flags)?;
     Ok(offsets)
 }
 
@@ -481,6 +490,14 @@ mod tests {
             btf.offset_of("outer", "nope"),
             Err(BtfError::Missing(_))
         ));
+    }
+
+    #[test]
+    fn refuses_another_sigaction_layout() {
+        assert!(check_sigaction_layout(32, 0, 8).is_ok());
+        let err = check_sigaction_layout(24, 0, 8).expect_err("24-byte k_sigaction");
+        assert!(err.to_string().contains("this kernel's: 24 bytes"), "{err}");
+        assert!(check_sigaction_layout(32, 8, 0).is_err());
     }
 
     #[test]

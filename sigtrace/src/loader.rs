@@ -2,14 +2,16 @@
 //! globals, fills the filter maps, and attaches the raw tracepoints. Everything attached
 //! lives in the returned [`Probes`]: dropping it detaches all of them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::RawTracePoint,
 };
-use sigtrace_common::{COMM_LEN, Config, KEPT_GATE_ENTRIES, PID_SIDE_WORDS, flag, pid_side_slot};
+use sigtrace_common::{
+    COMM_LEN, Config, KEPT_GATE_ENTRIES, PID_SIDE_WORDS, flag, pid_side_slot, side,
+};
 
 use crate::btf::{Btf, BtfError, resolve_offsets};
 
@@ -108,9 +110,33 @@ pub struct Probes {
     pub ebpf: Ebpf,
     pub events: RingBuf<MapData>,
     pub lost: PerCpuArray<MapData, u64>,
+    /// The pids given on the command line that are still alive (their PID_SIDES bits set).
+    given_pids: BTreeSet<u32>,
 }
 
 impl Probes {
+    /// A pid given on the command line has exited: stop matching its number, which the
+    /// kernel may later give to an unrelated process. Userspace is PID_SIDES' only writer,
+    /// so the read-modify-write cannot race.
+    pub fn forget_pid(&mut self, tgid: u32) -> Result<(), LoadError> {
+        if !self.given_pids.remove(&tgid) {
+            return Ok(());
+        }
+        let map_err = |e: aya::maps::MapError| LoadError::Map {
+            map: "PID_SIDES",
+            reason: e.to_string(),
+        };
+        let mut map: Array<_, u64> = self
+            .ebpf
+            .map_mut("PID_SIDES")
+            .ok_or_else(|| LoadError::Load("map PID_SIDES missing".into()))?
+            .try_into()
+            .map_err(map_err)?;
+        let (word, _) = pid_side_slot(tgid);
+        let bits = map.get(&word, 0).map_err(map_err)?;
+        map.set(word, without_pid(bits, tgid), 0).map_err(map_err)
+    }
+
     /// Total records the kernel could not reserve, over all CPUs.
     pub fn lost(&self) -> u64 {
         self.lost
@@ -180,6 +206,12 @@ fn fill<K: aya::Pod + Ord>(
         map.insert(key, sides, 0).map_err(map_err)?;
     }
     Ok(())
+}
+
+/// `bits` (a PID_SIDES word) with `tgid`'s side bits cleared.
+fn without_pid(bits: u64, tgid: u32) -> u64 {
+    let (_, shift) = pid_side_slot(tgid);
+    bits & !(u64::from(side::EITHER) << shift)
 }
 
 /// Writes the traced tgids' side bits into the PID_SIDES array (two bits per tgid).
@@ -303,5 +335,39 @@ pub fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probes, Load
             .ok_or_else(|| LoadError::Load("map LOST missing".into()))?,
     )
     .map_err(load_error)?;
-    Ok(Probes { ebpf, events, lost })
+    Ok(Probes {
+        ebpf,
+        events,
+        lost,
+        given_pids: filter.pids.keys().copied().collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forgetting_a_pid_clears_only_its_bits() {
+        // Two bits per tgid, 32 tgids per word: 33 is the second slot of word 1.
+        let mut words: BTreeMap<u32, u64> = BTreeMap::new();
+        for (tgid, sides) in [
+            (32u32, side::EITHER),
+            (33, side::TARGET),
+            (34, side::SENDER),
+        ] {
+            let (word, shift) = pid_side_slot(tgid);
+            *words.entry(word).or_default() |= u64::from(sides) << shift;
+        }
+        assert_eq!(words.keys().copied().collect::<Vec<_>>(), vec![1]);
+        let word = words[&1];
+        assert_eq!(word, 0b01_10_11);
+        assert_eq!(without_pid(word, 33), 0b01_00_11);
+        assert_eq!(without_pid(word, 32), 0b01_10_00);
+        assert_eq!(
+            without_pid(word, 35),
+            word,
+            "a tgid without bits changes nothing"
+        );
+    }
 }

@@ -20,7 +20,7 @@ use crate::{
     correlate::{Correlator, Report},
     enrich::{self, Clock},
     error::Error,
-    events,
+    events::{self, Event},
     launch::{self, Held},
     loader::{self, KernelFilter, LoadOptions, Probes},
     output::{Output, OutputOptions, TimeMode, Totals},
@@ -366,9 +366,13 @@ impl Pump {
         probes: &mut Probes,
         output: &mut Output<Box<dyn Write>>,
     ) -> Result<(), Error> {
+        let mut exited = Vec::new();
         while let Some(item) = probes.events.next() {
             match events::decode(&item) {
                 Ok(event) => {
+                    if let Event::Exit(exit) = &event {
+                        exited.push(exit.task.tgid);
+                    }
                     self.events += 1;
                     self.correlator.push(event, &mut self.reports);
                 }
@@ -380,6 +384,11 @@ impl Pump {
             }
         }
         self.emit(output)?;
+        for tgid in exited {
+            if let Err(e) = probes.forget_pid(tgid) {
+                eprintln!("sigtrace: warning: {e} (pid {tgid} stays in the filter)");
+            }
+        }
         let lost = probes.lost();
         if lost > self.lost_seen {
             output
