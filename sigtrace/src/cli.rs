@@ -51,7 +51,9 @@ pub enum Command {
 
 #[derive(Debug, Args, Default)]
 pub struct TraceArgs {
-    /// Signals sent to or by any thread of PID (repeatable, or comma-separated).
+    /// Signals sent to or by any thread of PID (repeatable, or comma-separated). A process
+    /// leaves the filter when it exits, so a later process given the same number is not
+    /// traced.
     #[arg(
         short,
         long = "pid",
