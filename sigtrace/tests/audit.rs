@@ -600,3 +600,53 @@ fn sender_filter_keeps_its_victims_deliveries_and_exit_only() {
         .expect("exit");
     assert_eq!(exit["status"]["signal"]["name"], "SIGTERM");
 }
+
+/// Spawns the TRAP_PERL helper with pid `pid`, pointing the kernel's next pid there through
+/// /proc/sys/kernel/ns_last_pid (root); retries while other processes take it first.
+fn spawn_with_pid(pid: i32) -> Owned {
+    for _ in 0..100 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string())
+            .expect("write /proc/sys/kernel/ns_last_pid (needs root)");
+        let helper = spawn_ready(&mut perl(TRAP_PERL));
+        if helper.pid() == pid {
+            return helper;
+        }
+    }
+    panic!("could not start a process with pid {pid}");
+}
+
+/// A --pid process that exits leaves the filter: a later process that gets the same pid is
+/// not traced.
+#[test]
+fn an_exited_pid_leaves_the_filter() {
+    if !bpf_allowed("an_exited_pid_leaves_the_filter") {
+        return;
+    }
+    let mut first = spawn_ready(&mut perl(TRAP_PERL));
+    let pid = first.pid();
+    let mut trace = Trace::start(&["--format", "json", "--pid", &pid.to_string()]);
+    let mut seen = Vec::new();
+    first.signal(Signal::SIGUSR1);
+    first.wait_line("got USR1", WAIT);
+    first.signal(Signal::SIGTERM);
+    first.wait_exit(WAIT);
+    trace.wait_for(&mut seen, WAIT, |r| {
+        r["type"] == "exit" && r["task"]["pid"] == pid
+    });
+    // The filter is updated right after the exit record is written.
+    std::thread::sleep(Duration::from_millis(100));
+    let mut successor = spawn_with_pid(pid);
+    successor.signal(Signal::SIGUSR1);
+    successor.wait_line("got USR1", WAIT);
+    // Long enough for a record to come through the 25 ms poll had it been kept.
+    std::thread::sleep(Duration::from_millis(300));
+    let records = trace.stop_json(seen);
+    let usr1_generates = of_type(&records, "generate")
+        .into_iter()
+        .filter(|g| g["target"]["pid"] == pid && signal_name(g) == "SIGUSR1")
+        .count();
+    assert_eq!(
+        usr1_generates, 1,
+        "only the first process's SIGUSR1: {records:#?}"
+    );
+}
