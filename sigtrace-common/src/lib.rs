@@ -190,6 +190,21 @@ pub struct SigactionEvent {
 }
 const _: () = assert!(size_of::<SigactionEvent>() == 96);
 
+/// The `signal_generate` tracepoint's `result` (enum trace_signal_result in
+/// include/trace/events/signal.h). DELIVERED means queued, not yet acted on.
+pub mod result {
+    pub const DELIVERED: u32 = 0;
+    pub const IGNORED: u32 = 1;
+    pub const ALREADY_PENDING: u32 = 2;
+    pub const OVERFLOW_FAIL: u32 = 3;
+    pub const LOSE_INFO: u32 = 4;
+
+    /// The signal went into a queue, so a delivery (or a consumption) will follow.
+    pub const fn queued(result: u32) -> bool {
+        result == DELIVERED || result == LOSE_INFO
+    }
+}
+
 /// si_code values (include/uapi/asm-generic/siginfo.h) that the kernel side and the user side
 /// both interpret.
 pub mod si {

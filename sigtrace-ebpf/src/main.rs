@@ -23,7 +23,7 @@ use sigtrace_common::{
     KEPT_GATE_BYTES, KEPT_GATE_ENTRIES, KSA_FLAGS, KSA_HANDLER, MAX_CHILDREN, PID_SIDE_WORDS,
     PendingKey, REGS_WINDOW, Recipient, SIGNAL_WINDOW, SigactionEvent, TASK_IDS_WINDOW,
     TASK_WINDOW, TTY_NAME_LEN, TaskIds, carries_sender, flag, kernel_origin, kind, pid_side_slot,
-    si, side, via,
+    result, si, side, via,
 };
 
 /// Set by userspace at load time (EbpfLoader::set_global); read-only afterwards, so the
@@ -557,9 +557,9 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
     let info: u64 = ctx.arg(1);
     let task: u64 = ctx.arg(2);
     let group: u64 = ctx.arg(3);
-    let result: u64 = ctx.arg(4);
+    let result = ctx.arg::<u64>(4) as u32;
     let flags = conf!(flags);
-    if !wanted_signal(sig) || (flags & flag::FAILED_ONLY != 0 && result == 0) {
+    if !wanted_signal(sig) || (flags & flag::FAILED_ONLY != 0 && result == result::DELIVERED) {
         return Ok(0);
     }
     let Some(scratch) = scratch() else {
@@ -672,7 +672,7 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
         event.code = code;
         event.errno = errno;
         event.group = group as u32;
-        event.result = result as u32;
+        event.result = result;
         event.si_pid = si_pid;
         event.si_uid = si_uid;
         event.info_kind = info_kind;
@@ -683,8 +683,7 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
         }
         snapshot_recipient(windows, sig, &mut event.recipient);
     }
-    // Queued (DELIVERED, LOSE_INFO): a delivery will follow.
-    if filtered(flags) && (result == 0 || result == 4) {
+    if filtered(flags) && result::queued(result) {
         open_kept_gate(target_tgid);
         let _ = SIGNALLED.insert(target_tgid, 1, 0);
         let key = PendingKey {

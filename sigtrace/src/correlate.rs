@@ -7,23 +7,14 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use sigtrace_common::{DeliverEvent, ExitEvent, ForkEvent, GenerateEvent, SigactionEvent, via};
+use sigtrace_common::{
+    DeliverEvent, ExitEvent, ForkEvent, GenerateEvent, SigactionEvent, result, si, via,
+};
 
 use crate::{
     events::Event,
     signals::{DefaultAction, Handler, Signal, num},
 };
-
-/// enum trace_signal_result
-pub mod result {
-    pub const DELIVERED: u32 = 0;
-    pub const IGNORED: u32 = 1;
-    pub const ALREADY_PENDING: u32 = 2;
-    pub const OVERFLOW_FAIL: u32 = 3;
-    pub const LOSE_INFO: u32 = 4;
-}
-
-const SI_KERNEL: i32 = 0x80;
 
 /// A fan-out is settled (reported) once every member has exited, or this long after the
 /// last thing that happened to it.
@@ -313,7 +304,7 @@ fn fanout_key(event: &GenerateEvent) -> Option<FanoutKey> {
     let r = &event.recipient;
     // The tty driver sends privately (SEND_SIG_PRIV → SI_KERNEL) to its foreground group.
     if event.info_kind != 0
-        && event.code == SI_KERNEL
+        && event.code == si::KERNEL
         && is_tty_group_signal(event.sig)
         && r.tty[0] != 0
         && r.tty_fg_pgid != 0
@@ -334,10 +325,14 @@ fn fanout_key(event: &GenerateEvent) -> Option<FanoutKey> {
 /// The outcome of a dequeued signal, from the action the recipient had for it.
 pub fn delivery_outcome(sig: i32, handler: u64, group_exit_code: i32) -> (Outcome, Option<i32>) {
     if sig == num::SIGKILL {
-        let cause = group_exit_code & 0x7f;
-        let core = group_exit_code & 0x80 != 0;
-        let cause = (cause != 0 && cause != num::SIGKILL).then_some(cause);
-        return (Outcome::Terminated { core }, cause);
+        // The group exit code is a wait status: the signal the group dies of, and the core flag.
+        return match ExitStatus::from_wait_status(group_exit_code) {
+            ExitStatus::Killed { signal, core } => (
+                Outcome::Terminated { core },
+                (signal != num::SIGKILL).then_some(signal),
+            ),
+            ExitStatus::Exited(_) => (Outcome::Terminated { core: false }, None),
+        };
     }
     let outcome = match Handler::from_raw(handler) {
         Handler::Address(_) => Outcome::Handled,
@@ -433,11 +428,11 @@ impl Correlator {
             _ => Outcome::Pending,
         };
         let fanout = fanout_key(&e).map(|key| self.join_fanout(key, &e, id, outcome));
-        if fanout.is_some() {
-            self.fanout_of.insert(target, fanout.unwrap_or_default());
+        if let Some(fanout_id) = fanout {
+            self.fanout_of.insert(target, fanout_id);
         }
         let mut consumed = Vec::new();
-        if matches!(e.result, result::DELIVERED | result::LOSE_INFO) {
+        if result::queued(e.result) {
             let queue = self.pending.entry(queue_key(&e)).or_default();
             // A standard signal is queued only when it is not already pending: whatever is
             // still in our queue for it left without a delivery.

@@ -157,11 +157,22 @@ pub fn pty_master_holders(tty: &str) -> Vec<(u32, String)> {
     holders
 }
 
-/// "pts3" → "pts/3", "tty1" stays: the name users know from `ps` and `tty`.
-pub fn tty_display(kernel_name: &str) -> String {
-    match kernel_name.strip_prefix("pts") {
-        Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => format!("pts/{n}"),
-        _ => kernel_name.to_string(),
+/// "pts3" → "pts/3", "tty1" stays: the name users know from `ps` and `tty`. Displayed, not
+/// allocated: text output writes it straight into the line.
+pub fn tty_display(kernel_name: &str) -> TtyName<'_> {
+    TtyName(kernel_name)
+}
+
+pub struct TtyName<'a>(&'a str);
+
+impl std::fmt::Display for TtyName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.strip_prefix("pts") {
+            Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+                write!(f, "pts/{n}")
+            }
+            _ => f.write_str(self.0),
+        }
     }
 }
 
@@ -183,9 +194,9 @@ mod tests {
 
     #[test]
     fn tty_names() {
-        assert_eq!(tty_display("pts3"), "pts/3");
-        assert_eq!(tty_display("tty1"), "tty1");
-        assert_eq!(tty_display("ptsx"), "ptsx");
+        assert_eq!(tty_display("pts3").to_string(), "pts/3");
+        assert_eq!(tty_display("tty1").to_string(), "tty1");
+        assert_eq!(tty_display("ptsx").to_string(), "ptsx");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray, RingBuf},
     programs::RawTracePoint,
 };
 use sigtrace_common::{
@@ -122,19 +122,11 @@ impl Probes {
         if !self.given_pids.remove(&tgid) {
             return Ok(());
         }
-        let map_err = |e: aya::maps::MapError| LoadError::Map {
-            map: "PID_SIDES",
-            reason: e.to_string(),
-        };
-        let mut map: Array<_, u64> = self
-            .ebpf
-            .map_mut("PID_SIDES")
-            .ok_or_else(|| LoadError::Load("map PID_SIDES missing".into()))?
-            .try_into()
-            .map_err(map_err)?;
+        let mut map: Array<_, u64> = typed_map(&mut self.ebpf, "PID_SIDES")?;
         let (word, _) = pid_side_slot(tgid);
-        let bits = map.get(&word, 0).map_err(map_err)?;
-        map.set(word, without_pid(bits, tgid), 0).map_err(map_err)
+        let bits = map.get(&word, 0).map_err(map_error("PID_SIDES"))?;
+        map.set(word, without_pid(bits, tgid), 0)
+            .map_err(map_error("PID_SIDES"))
     }
 
     /// Total records the kernel could not reserve, over all CPUs.
@@ -193,19 +185,29 @@ fn fill<K: aya::Pod + Ord>(
     if entries.is_empty() {
         return Ok(());
     }
-    let map_err = |e: aya::maps::MapError| LoadError::Map {
-        map: name,
-        reason: e.to_string(),
-    };
-    let mut map: BpfHashMap<_, K, u8> = ebpf
-        .map_mut(name)
-        .ok_or_else(|| LoadError::Load(format!("map {name} missing")))?
-        .try_into()
-        .map_err(map_err)?;
+    let mut map: BpfHashMap<_, K, u8> = typed_map(ebpf, name)?;
     for (key, sides) in entries {
-        map.insert(key, sides, 0).map_err(map_err)?;
+        map.insert(key, sides, 0).map_err(map_error(name))?;
     }
     Ok(())
+}
+
+fn map_error(map: &'static str) -> impl Fn(aya::maps::MapError) -> LoadError {
+    move |e| LoadError::Map {
+        map,
+        reason: e.to_string(),
+    }
+}
+
+/// The map `name` as a typed map (Array, HashMap...) to fill or update from userspace.
+fn typed_map<'a, M>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<M, LoadError>
+where
+    M: TryFrom<&'a mut Map, Error = aya::maps::MapError>,
+{
+    ebpf.map_mut(name)
+        .ok_or_else(|| LoadError::Load(format!("map {name} missing")))?
+        .try_into()
+        .map_err(map_error(name))
 }
 
 /// `bits` (a PID_SIDES word) with `tgid`'s side bits cleared.
@@ -214,24 +216,21 @@ fn without_pid(bits: u64, tgid: u32) -> u64 {
     bits & !(u64::from(side::EITHER) << shift)
 }
 
-/// Writes the traced tgids' side bits into the PID_SIDES array (two bits per tgid).
-fn fill_pid_sides(ebpf: &mut Ebpf, pids: &BTreeMap<u32, u8>) -> Result<(), LoadError> {
-    let map_err = |e: aya::maps::MapError| LoadError::Map {
-        map: "PID_SIDES",
-        reason: e.to_string(),
-    };
+/// The PID_SIDES words (two bits per tgid) for the traced tgids and their sides.
+fn pid_side_words(pids: &BTreeMap<u32, u8>) -> BTreeMap<u32, u64> {
     let mut words: BTreeMap<u32, u64> = BTreeMap::new();
     for (&tgid, &sides) in pids {
         let (word, shift) = pid_side_slot(tgid);
         *words.entry(word).or_default() |= u64::from(sides) << shift;
     }
-    let mut map: Array<_, u64> = ebpf
-        .map_mut("PID_SIDES")
-        .ok_or_else(|| LoadError::Load("map PID_SIDES missing".into()))?
-        .try_into()
-        .map_err(map_err)?;
-    for (word, bits) in words {
-        map.set(word, bits, 0).map_err(map_err)?;
+    words
+}
+
+/// Writes the traced tgids' side bits into the PID_SIDES array.
+fn fill_pid_sides(ebpf: &mut Ebpf, pids: &BTreeMap<u32, u8>) -> Result<(), LoadError> {
+    let mut map: Array<_, u64> = typed_map(ebpf, "PID_SIDES")?;
+    for (word, bits) in pid_side_words(pids) {
+        map.set(word, bits, 0).map_err(map_error("PID_SIDES"))?;
     }
     Ok(())
 }
@@ -350,15 +349,11 @@ mod tests {
     #[test]
     fn forgetting_a_pid_clears_only_its_bits() {
         // Two bits per tgid, 32 tgids per word: 33 is the second slot of word 1.
-        let mut words: BTreeMap<u32, u64> = BTreeMap::new();
-        for (tgid, sides) in [
+        let words = pid_side_words(&BTreeMap::from([
             (32u32, side::EITHER),
             (33, side::TARGET),
             (34, side::SENDER),
-        ] {
-            let (word, shift) = pid_side_slot(tgid);
-            *words.entry(word).or_default() |= u64::from(sides) << shift;
-        }
+        ]));
         assert_eq!(words.keys().copied().collect::<Vec<_>>(), vec![1]);
         let word = words[&1];
         assert_eq!(word, 0b01_10_11);

@@ -119,15 +119,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             if mode == Mode::Untraced {
                 continue;
             }
-            let baseline = storm(n).with_context(|| format!("round {round}, untraced"))?;
-            samples.push((
-                Mode::Untraced,
-                Sample {
-                    ns_per_signal: baseline,
-                    paired_ratio: 1.0,
-                    ..Default::default()
-                },
-            ));
+            let untraced = run_mode(Mode::Untraced, n, unrelated.id())
+                .with_context(|| format!("round {round}, untraced"))?;
+            let baseline = untraced.ns_per_signal;
+            samples.push((Mode::Untraced, untraced));
             let mut sample = run_mode(mode, n, unrelated.id())
                 .with_context(|| format!("round {round}, {}", mode.label()))?;
             sample.paired_ratio = sample.ns_per_signal / baseline;
@@ -294,11 +289,15 @@ fn rss_sampler(pid: u32) -> (Arc<AtomicBool>, thread::JoinHandle<u64>) {
     (stop, handle)
 }
 
-/// A traced mode's sample (untraced storms are run by the caller, as baselines).
 fn run_mode(mode: Mode, n: u64, unrelated: u32) -> anyhow::Result<Sample> {
     match mode {
+        Mode::Untraced => Ok(Sample {
+            ns_per_signal: storm(n)?,
+            paired_ratio: 1.0,
+            ..Default::default()
+        }),
         Mode::Bpftrace => run_bpftrace(n),
-        _ => run_sigtrace(mode, n, unrelated),
+        Mode::Text | Mode::Json | Mode::Filtered => run_sigtrace(mode, n, unrelated),
     }
 }
 

@@ -11,7 +11,7 @@ use super::{Stamp, TimeMode};
 use crate::{
     correlate::{DeliverReport, ExitStatus, FanoutSource, GenerateReport, Report},
     enrich::tty_display,
-    events::{comm, comm_str},
+    events::comm,
     signals::{Handler, Signal, code_name, result_name},
 };
 
@@ -371,7 +371,7 @@ pub fn write_report(w: &mut Vec<u8>, report: &Report, stamp: &Stamp) -> io::Resu
                     tid: None,
                     comm: None,
                     pid_arg: None,
-                    tty: Some(tty_display(tty)),
+                    tty: Some(tty_display(tty).to_string()),
                     writers: Some(
                         writers
                             .iter()
@@ -586,7 +586,7 @@ fn write_generate(w: &mut Vec<u8>, g: &GenerateReport, stamp: &Stamp) {
             t.raw("ns", "null");
         }
         if r.tty[0] != 0 {
-            t.string("tty", &tty_display(&comm_str(&r.tty)));
+            t.string("tty", &tty_display(&comm(&r.tty)).to_string());
             t.opt_num("tty_fg_pgid", (r.tty_fg_pgid != 0).then_some(r.tty_fg_pgid));
         } else {
             t.raw("tty", "null").raw("tty_fg_pgid", "null");

@@ -9,7 +9,7 @@ use super::{Stamp, TimeMode};
 use crate::{
     correlate::{DeliverReport, ExitReport, Fanout, FanoutSource, GenerateReport, Outcome, Report},
     enrich::tty_display,
-    events::{comm, comm_str},
+    events::comm,
     signals::{Handler, Signal, code_name, result_name},
 };
 
@@ -115,7 +115,7 @@ fn write_generate(w: &mut Vec<u8>, g: &GenerateReport) -> io::Result<()> {
         write!(w, " (ns pid {} pgrp {})", r.ns_tgid, r.ns_pgid)?;
     }
     if r.tty[0] != 0 {
-        write!(w, " tty {}", tty_display(&comm_str(&r.tty)))?;
+        write!(w, " tty {}", tty_display(&comm(&r.tty)))?;
     }
     if let Some(id) = g.fanout {
         write!(w, "  [fan-out #{id}]")?;

@@ -141,15 +141,16 @@ pub fn code_name(sig: i32, code: i32) -> Option<&'static str> {
     None
 }
 
-/// The name of the `signal_generate` tracepoint's `res` field (enum trace_signal_result in
-/// include/trace/events/signal.h). "delivered" means queued, not yet handled.
+/// The name of the `signal_generate` tracepoint's `res` field ([`sigtrace_common::result`]).
+/// "delivered" means queued, not yet handled.
 pub fn result_name(result: u32) -> Cow<'static, str> {
+    use sigtrace_common::result::*;
     match result {
-        0 => Cow::Borrowed("delivered"),
-        1 => Cow::Borrowed("ignored"),
-        2 => Cow::Borrowed("already pending"),
-        3 => Cow::Borrowed("overflow"),
-        4 => Cow::Borrowed("lose info"),
+        DELIVERED => Cow::Borrowed("delivered"),
+        IGNORED => Cow::Borrowed("ignored"),
+        ALREADY_PENDING => Cow::Borrowed("already pending"),
+        OVERFLOW_FAIL => Cow::Borrowed("overflow"),
+        LOSE_INFO => Cow::Borrowed("lose info"),
         other => Cow::Owned(format!("result {other}")),
     }
 }
