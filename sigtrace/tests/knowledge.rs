@@ -5,17 +5,18 @@
 //! Safety: signals go only to children spawned here, by pid; every child is killed and
 //! reaped by a guard when its test ends, also when an assertion fails.
 
+mod util;
+
 use nix::sys::signal::{self as nix_signal, SigmaskHow};
 use nix::unistd::Pid;
 use serde_json::Value;
-use sigtrace::signals::{SigSet, Signal, num};
+use sigtrace::signals::{Signal, num};
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-const SIGTRACE: &str = env!("CARGO_BIN_EXE_sigtrace");
+use util::{Owned, SIGTRACE, open_pty, proc_status_mask};
 
 /// Runs sigtrace with `args`.
 fn sigtrace(args: &[&str]) -> Output {
@@ -62,34 +63,9 @@ fn assert_bad_input(args: &[&str], needle: &str) {
     );
 }
 
-/// A child process that is killed and reaped when the guard goes out of scope.
-struct Spawned {
-    child: Child,
-    /// Held open so that `read` in the child keeps waiting.
-    _stdin: Option<ChildStdin>,
-}
-
-impl Spawned {
-    fn pid(&self) -> i32 {
-        i32::try_from(self.child.id()).unwrap_or_else(|_| panic!("pid {}", self.child.id()))
-    }
-
-    fn pid_text(&self) -> String {
-        self.pid().to_string()
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        // SIGKILL to our own, not yet reaped child (so the pid cannot have been reused).
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts `bash -c SCRIPT; read` with stdin a pipe we hold, so it waits until killed.
 /// `blocked` signals are blocked in the child before bash starts (bash keeps the mask).
-fn spawn_bash(script: &str, blocked: &[nix_signal::Signal]) -> Spawned {
+fn spawn_bash(script: &str, blocked: &[nix_signal::Signal]) -> Owned {
     let mut command = Command::new("bash");
     command
         .arg("-c")
@@ -114,33 +90,19 @@ fn spawn_bash(script: &str, blocked: &[nix_signal::Signal]) -> Spawned {
     let mut child = command
         .spawn()
         .unwrap_or_else(|e| panic!("spawning bash: {e}"));
-    let stdin = child.stdin.take();
     let mut stdout = child.stdout.take().expect("bash stdout");
     let mut ready = [0u8; 6];
     stdout
         .read_exact(&mut ready)
         .unwrap_or_else(|e| panic!("bash did not get ready: {e}"));
     assert_eq!(&ready, b"ready\n");
-    Spawned {
-        child,
-        _stdin: stdin,
-    }
-}
-
-/// One mask line of /proc/PID/status ("SigCgt", "SigIgn", "ShdPnd", ...).
-fn status_mask(pid: i32, field: &str) -> SigSet {
-    let path = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let line = status
-        .lines()
-        .find(|line| line.starts_with(&format!("{field}:")))
-        .unwrap_or_else(|| panic!("no {field} in {path}"));
-    SigSet::parse(line).unwrap_or_else(|e| panic!("{path}: {e}"))
+    // The child keeps its stdin pipe open, so `read` waits until the child is killed.
+    Owned::from_child(child)
 }
 
 /// Waits (up to 10 s) until `ready` holds for the child: bash sets its traps after it
 /// starts, and a signal we send is pending only once the kernel has queued it.
-fn wait_until(spawned: &Spawned, what: &str, ready: impl Fn(i32) -> bool) {
+fn wait_until(spawned: &Owned, what: &str, ready: impl Fn(i32) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !ready(spawned.pid()) {
         assert!(
@@ -281,23 +243,23 @@ fn names_agree_with_bash_kill_l() {
 fn show_agrees_with_ps_for_bash_with_traps() {
     let child = spawn_bash("trap '' INT; trap : USR1", &[nix_signal::Signal::SIGUSR2]);
     wait_until(&child, "trap '' INT; trap : USR1", |pid| {
-        status_mask(pid, "SigIgn").contains(num::SIGINT)
-            && status_mask(pid, "SigCgt").contains(num::SIGUSR1)
+        proc_status_mask(pid, "SigIgn") & bit(num::SIGINT) != 0
+            && proc_status_mask(pid, "SigCgt") & bit(num::SIGUSR1) != 0
     });
     // A blocked signal sent to the process stays pending on the process (shared).
     nix_signal::kill(Pid::from_raw(child.pid()), nix_signal::Signal::SIGUSR2)
         .unwrap_or_else(|e| panic!("kill -USR2 {}: {e}", child.pid()));
     wait_until(&child, "SIGUSR2 pending", |pid| {
-        status_mask(pid, "ShdPnd").contains(num::SIGUSR2)
+        proc_status_mask(pid, "ShdPnd") & bit(num::SIGUSR2) != 0
     });
 
-    let json = sigtrace_json(&["show", "--format", "json", &child.pid_text()]);
+    let json = sigtrace_json(&["show", "--format", "json", &child.pid().to_string()]);
     let ps = Command::new("ps")
         .args([
             "-o",
             "caught=,blocked=,ignored=,pending=",
             "-p",
-            &child.pid_text(),
+            &child.pid().to_string(),
         ])
         .output()
         .unwrap_or_else(|e| panic!("running ps: {e}"));
@@ -338,7 +300,7 @@ fn show_agrees_with_ps_for_bash_with_traps() {
     assert!(json.get("threads").is_none());
 
     // The text table says the same.
-    let text = sigtrace_ok(&["show", &child.pid_text()]);
+    let text = sigtrace_ok(&["show", &child.pid().to_string()]);
     assert!(text.contains("\n  2  SIGINT       ignored\n"), "{text}");
     assert!(text.contains("\n 10  SIGUSR1      caught\n"), "{text}");
     assert!(
@@ -351,7 +313,13 @@ fn show_agrees_with_ps_for_bash_with_traps() {
 #[test]
 fn show_threads_lists_each_thread_s_masks() {
     let child = spawn_bash(":", &[nix_signal::Signal::SIGUSR2]);
-    let json = sigtrace_json(&["show", "--threads", "--format", "json", &child.pid_text()]);
+    let json = sigtrace_json(&[
+        "show",
+        "--threads",
+        "--format",
+        "json",
+        &child.pid().to_string(),
+    ]);
     let threads = json["threads"].as_array().map_or(&[][..], Vec::as_slice);
     assert_eq!(threads.len(), 1, "{json}");
     assert_eq!(threads[0]["tid"], child.pid());
@@ -360,7 +328,7 @@ fn show_threads_lists_each_thread_s_masks() {
         format!("{:#018x}", bit(num::SIGUSR2))
     );
     assert_eq!(threads[0]["blocked_signals"][0], "SIGUSR2");
-    let text = sigtrace_ok(&["show", "--threads", &child.pid_text()]);
+    let text = sigtrace_ok(&["show", "--threads", &child.pid().to_string()]);
     assert!(text.contains("blocked: SIGUSR2\n"), "{text}");
 }
 
@@ -368,31 +336,17 @@ fn show_threads_lists_each_thread_s_masks() {
 /// like ps (pts/N) and finds the process's group in the foreground.
 #[test]
 fn show_names_the_controlling_tty_and_its_foreground_group() {
-    use nix::fcntl::OFlag;
-    use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
-    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY)
-        .unwrap_or_else(|e| panic!("posix_openpt: {e}"));
-    grantpt(&master).unwrap_or_else(|e| panic!("grantpt: {e}"));
-    unlockpt(&master).unwrap_or_else(|e| panic!("unlockpt: {e}"));
-    let slave_path = ptsname_r(&master).unwrap_or_else(|e| panic!("ptsname: {e}"));
-    let slave = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&slave_path)
-        .unwrap_or_else(|e| panic!("{slave_path}: {e}"));
+    let pty = open_pty();
     // setsid(1) does not fork when its caller is not a group leader (our child is not),
     // so the pid we hold is the new session's leader; --ctty takes stdin as its tty.
     let child = Command::new("setsid")
         .args(["--ctty", "bash", "-c", "read -r _"])
-        .stdin(slave)
+        .stdin(pty.slave)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("spawning setsid: {e}"));
-    let child = Spawned {
-        child,
-        _stdin: None,
-    };
+    let child = Owned::from_child(child);
     wait_until(&child, "own session with a controlling tty", |pid| {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         // Fields after "(comm)": state ppid pgrp session tty_nr tpgid ...
@@ -402,14 +356,14 @@ fn show_names_the_controlling_tty_and_its_foreground_group() {
         fields.get(3) == Some(&pid.to_string().as_str())
             && fields.get(5) == Some(&pid.to_string().as_str())
     });
-    let json = sigtrace_json(&["show", "--format", "json", &child.pid_text()]);
-    let expected = slave_path.trim_start_matches("/dev/");
+    let json = sigtrace_json(&["show", "--format", "json", &child.pid().to_string()]);
+    let expected = pty.path.trim_start_matches("/dev/");
     assert_eq!(json["tty"]["name"], expected, "{json}");
     assert_eq!(json["session"], child.pid());
     assert_eq!(json["pgrp"], child.pid());
     assert_eq!(json["tty_foreground_pgrp"], child.pid());
     assert_eq!(json["in_foreground"], true);
-    let text = sigtrace_ok(&["show", &child.pid_text()]);
+    let text = sigtrace_ok(&["show", &child.pid().to_string()]);
     assert!(
         text.contains(&format!(
             "\ntty            {expected}, foreground pgrp {}\n",
@@ -418,7 +372,7 @@ fn show_names_the_controlling_tty_and_its_foreground_group() {
         "{text}"
     );
     drop(child);
-    drop(master);
+    drop(pty.master);
 }
 
 #[test]
@@ -426,19 +380,19 @@ fn diff_sees_exactly_the_differing_signals() {
     let left = spawn_bash("trap '' INT; trap : USR1", &[]);
     let right = spawn_bash("trap : INT; trap '' TERM", &[]);
     wait_until(&left, "trap '' INT; trap : USR1", |pid| {
-        status_mask(pid, "SigIgn").contains(num::SIGINT)
-            && status_mask(pid, "SigCgt").contains(num::SIGUSR1)
+        proc_status_mask(pid, "SigIgn") & bit(num::SIGINT) != 0
+            && proc_status_mask(pid, "SigCgt") & bit(num::SIGUSR1) != 0
     });
     wait_until(&right, "trap : INT; trap '' TERM", |pid| {
-        status_mask(pid, "SigCgt").contains(num::SIGINT)
-            && status_mask(pid, "SigIgn").contains(num::SIGTERM)
+        proc_status_mask(pid, "SigCgt") & bit(num::SIGINT) != 0
+            && proc_status_mask(pid, "SigIgn") & bit(num::SIGTERM) != 0
     });
     let json = sigtrace_json(&[
         "diff",
         "--format",
         "json",
-        &left.pid_text(),
-        &right.pid_text(),
+        &left.pid().to_string(),
+        &right.pid().to_string(),
     ]);
     let differing: BTreeSet<String> = names_of(&json["differing"]).into_iter().collect();
     let expected: BTreeSet<String> = [num::SIGINT, num::SIGUSR1, num::SIGTERM]
@@ -455,7 +409,7 @@ fn diff_sees_exactly_the_differing_signals() {
         serde_json::json!(["caught", "ignored"])
     );
 
-    let text = sigtrace_ok(&["diff", &left.pid_text(), &right.pid_text()]);
+    let text = sigtrace_ok(&["diff", &left.pid().to_string(), &right.pid().to_string()]);
     let marked: Vec<&str> = text
         .lines()
         .filter(|line| line.starts_with('*') && line.contains("SIG"))
@@ -470,7 +424,12 @@ fn diff_sees_exactly_the_differing_signals() {
         "{text}"
     );
     assert_eq!(table_rows(&text), 64, "{text}");
-    let only = sigtrace_ok(&["diff", "--changed", &left.pid_text(), &right.pid_text()]);
+    let only = sigtrace_ok(&[
+        "diff",
+        "--changed",
+        &left.pid().to_string(),
+        &right.pid().to_string(),
+    ]);
     assert_eq!(table_rows(&only), 3, "{only}");
 }
 
@@ -491,8 +450,8 @@ fn diff_of_a_process_with_itself_finds_nothing() {
         "diff",
         "--format",
         "json",
-        &child.pid_text(),
-        &child.pid_text(),
+        &child.pid().to_string(),
+        &child.pid().to_string(),
     ]);
     assert_eq!(json["differing"], serde_json::json!([]));
     assert_eq!(json["differing_facts"], serde_json::json!([]));
@@ -517,7 +476,7 @@ fn missing_and_invalid_pids_are_one_line_and_exit_2() {
     assert_bad_input(&["show", "0"], "invalid pid 0");
     let child = spawn_bash(":", &[]);
     assert_bad_input(
-        &["diff", &child.pid_text(), &missing],
+        &["diff", &child.pid().to_string(), &missing],
         "no process with pid",
     );
 }
@@ -534,36 +493,23 @@ fn colour_only_on_a_terminal_without_no_color() {
 
 /// `sigtrace mask 0x2` with stdout on a fresh pty; returns what it wrote.
 fn with_tty_stdout(env: &[(&str, &str)]) -> String {
-    use nix::fcntl::OFlag;
-    use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
-    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY)
-        .unwrap_or_else(|e| panic!("posix_openpt: {e}"));
-    grantpt(&master).unwrap_or_else(|e| panic!("grantpt: {e}"));
-    unlockpt(&master).unwrap_or_else(|e| panic!("unlockpt: {e}"));
-    let slave_path = ptsname_r(&master).unwrap_or_else(|e| panic!("ptsname: {e}"));
-    let slave = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&slave_path)
-        .unwrap_or_else(|e| panic!("{slave_path}: {e}"));
+    let pty = open_pty();
     let mut command = Command::new(SIGTRACE);
     command
         .args(["mask", "0x2"])
         .env_remove("NO_COLOR")
-        .stdout(slave);
+        .stdout(pty.slave);
     for (key, value) in env {
         command.env(key, value);
     }
     let child = command
         .spawn()
         .unwrap_or_else(|e| panic!("running {SIGTRACE}: {e}"));
-    let mut child = Spawned {
-        child,
-        _stdin: None,
-    };
+    let mut child = Owned::from_child(child);
     // Our copy of the slave went into `command`; drop it so the master sees EOF (EIO)
     // once sigtrace exits. Read before waiting, so a full pty buffer cannot block it.
     drop(command);
-    let mut master = std::fs::File::from(std::os::fd::OwnedFd::from(master));
+    let mut master = std::fs::File::from(pty.master);
     let mut output = Vec::new();
     let mut buffer = [0u8; 4096];
     loop {

@@ -7,10 +7,7 @@ mod util;
 
 use std::{
     io::{Read, Write},
-    os::{
-        fd::{FromRawFd, IntoRawFd},
-        unix::process::CommandExt,
-    },
+    os::unix::process::CommandExt,
     process::{Command, Stdio},
     sync::mpsc,
     time::Duration,
@@ -32,16 +29,6 @@ fn binary_pid(ready_line: &str) -> i32 {
         .last()
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no pid in {ready_line:?}"))
-}
-
-fn proc_status_mask(pid: i32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let hex = status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .map(str::trim)
-        .unwrap_or_else(|| panic!("no {field}"));
-    u64::from_str_radix(hex, 16).expect("hex mask")
 }
 
 fn hex(v: &Value) -> u64 {
@@ -89,31 +76,6 @@ fn a_killing_the_wrapper_orphans_the_binary() {
     assert!(std::path::Path::new(&format!("/proc/{binary}")).exists());
 }
 
-struct Pty {
-    master: std::os::fd::OwnedFd,
-    slave: std::os::fd::OwnedFd,
-}
-
-/// A pty whose fds are close-on-exec from the start: processes that other tests spawn in
-/// parallel must not inherit the master (they would count as its writers).
-fn open_pty_cloexec() -> Pty {
-    use nix::{fcntl::OFlag, pty};
-    let master = pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
-        .expect("posix_openpt");
-    pty::grantpt(&master).expect("grantpt");
-    pty::unlockpt(&master).expect("unlockpt");
-    let name = pty::ptsname_r(&master).expect("ptsname");
-    let slave = nix::fcntl::open(
-        name.as_str(),
-        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .expect("open pts");
-    // SAFETY: posix_openpt returned a new fd that we own.
-    let master = unsafe { std::os::fd::OwnedFd::from_raw_fd(master.into_raw_fd()) };
-    Pty { master, slave }
-}
-
 /// Kills (SIGKILL) a process the test started indirectly (a child of its child), by pid.
 struct PidGuard(i32);
 
@@ -128,7 +90,7 @@ fn b_ctrl_c_on_a_pty_fans_out_to_the_foreground_group() {
     if !bpf_allowed("b_ctrl_c_on_a_pty_fans_out_to_the_foreground_group") {
         return;
     }
-    let pty = open_pty_cloexec();
+    let pty = open_pty();
     let mut cmd = Command::new("bash");
     cmd.args(["-c", WRAPPER])
         .stdin(Stdio::from(pty.slave.try_clone().expect("dup")))
@@ -237,8 +199,8 @@ fn c_sigkill_event_still_has_pgrp_session_and_masks() {
     cmd.process_group(0);
     let mut helper = spawn_ready(&mut cmd);
     let pid = helper.pid();
-    let caught = proc_status_mask(pid, "SigCgt:");
-    let ignored = proc_status_mask(pid, "SigIgn:");
+    let caught = proc_status_mask(pid, "SigCgt");
+    let ignored = proc_status_mask(pid, "SigIgn");
     let mut trace = Trace::start(&["--format", "json", "--target", &pid.to_string()]);
     let mut seen = Vec::new();
     helper.signal(Signal::SIGKILL);

@@ -5,6 +5,7 @@
 
 use std::{
     io::{BufRead, BufReader, Read},
+    os::fd::OwnedFd,
     process::{Child, Command, Stdio},
     sync::mpsc,
     thread,
@@ -100,6 +101,60 @@ fn line_channel(stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
         }
     });
     rx
+}
+
+impl Owned {
+    /// Owns an already spawned child (no output captured).
+    pub fn from_child(child: Child) -> Owned {
+        Owned {
+            child,
+            lines: None,
+            ready: String::new(),
+        }
+    }
+}
+
+/// A pseudo-terminal the test opened: its master and its slave side.
+pub struct Pty {
+    pub master: OwnedFd,
+    pub slave: OwnedFd,
+    /// The slave's path, e.g. /dev/pts/3.
+    pub path: String,
+}
+
+/// A pty whose fds are close-on-exec from the start (processes other tests spawn in parallel
+/// must not inherit the master: they would count as its writers) and that never becomes
+/// the test's controlling terminal.
+pub fn open_pty() -> Pty {
+    use nix::{fcntl::OFlag, pty};
+    let master = pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .expect("posix_openpt");
+    pty::grantpt(&master).expect("grantpt");
+    pty::unlockpt(&master).expect("unlockpt");
+    let path = pty::ptsname_r(&master).expect("ptsname");
+    let slave = nix::fcntl::open(
+        path.as_str(),
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .unwrap_or_else(|e| panic!("{path}: {e}"));
+    Pty {
+        master: OwnedFd::from(master),
+        slave,
+        path,
+    }
+}
+
+/// One mask line of /proc/PID/status ("SigCgt", "SigIgn", "ShdPnd", ...), as bits.
+pub fn proc_status_mask(pid: i32, field: &str) -> u64 {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let hex = status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no {field} in {path}"));
+    u64::from_str_radix(hex, 16).unwrap_or_else(|e| panic!("{path} {field}: {e}"))
 }
 
 /// Spawns `cmd` with stdout captured, and waits for it to print `ready`.
