@@ -29,6 +29,16 @@ pub struct Header {
 }
 const _: () = assert!(size_of::<Header>() == 16);
 
+impl Header {
+    pub const fn new(kind: u32, ts_ns: u64) -> Self {
+        Header {
+            kind,
+            _pad: 0,
+            ts_ns,
+        }
+    }
+}
+
 /// A task as seen by the kernel: global ids and its comm.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]

@@ -325,12 +325,8 @@ fn current_ids(out: &mut TaskIds) {
 
 #[inline(always)]
 fn header(kind: u32) -> Header {
-    Header {
-        kind,
-        _pad: 0,
-        // SAFETY: a helper without arguments.
-        ts_ns: unsafe { bpf_ktime_get_ns() },
-    }
+    // SAFETY: a helper without arguments.
+    Header::new(kind, unsafe { bpf_ktime_get_ns() })
 }
 
 /// Submit flags: no wake-up until this CPU has written a batch; the reader also polls on a

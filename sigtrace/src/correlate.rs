@@ -596,11 +596,7 @@ mod tests {
 
     fn gen_event(ts: u64, sender: u32, target: u32, sig: i32, res: u32) -> GenerateEvent {
         let mut e = GenerateEvent {
-            header: Header {
-                kind: kind::GENERATE,
-                _pad: 0,
-                ts_ns: ts,
-            },
+            header: Header::new(kind::GENERATE, ts),
             sig,
             result: res,
             ..Default::default()
@@ -615,11 +611,7 @@ mod tests {
 
     fn deliver_event(ts: u64, tgid: u32, sig: i32, handler: u64, gec: i32) -> DeliverEvent {
         let mut e = DeliverEvent {
-            header: Header {
-                kind: kind::DELIVER,
-                _pad: 0,
-                ts_ns: ts,
-            },
+            header: Header::new(kind::DELIVER, ts),
             sig,
             handler,
             group_exit_code: gec,
@@ -632,11 +624,7 @@ mod tests {
 
     fn exit_event(ts: u64, tgid: u32, code: i32) -> ExitEvent {
         let mut e = ExitEvent {
-            header: Header {
-                kind: kind::EXIT,
-                _pad: 0,
-                ts_ns: ts,
-            },
+            header: Header::new(kind::EXIT, ts),
             exit_code: code,
             ..Default::default()
         };
