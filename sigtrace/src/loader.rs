@@ -235,6 +235,13 @@ fn fill_pid_sides(ebpf: &mut Ebpf, pids: &BTreeMap<u32, u8>) -> Result<(), LoadE
     Ok(())
 }
 
+/// Returns freed heap pages to the kernel: the BTF parses free several MiB that would
+/// otherwise stay resident for the whole trace.
+fn release_free_heap() {
+    // SAFETY: malloc_trim only releases memory that is already free.
+    unsafe { libc::malloc_trim(0) };
+}
+
 /// Raw tracepoints: they need neither tracefs nor kprobes.
 const ALWAYS: [&str; 4] = [
     "signal_generate",
@@ -247,10 +254,17 @@ const SIGACTION_HOOKS: [&str; 2] = ["sys_enter", "sys_exit"];
 /// Loads, configures and attaches. On any error nothing stays attached: the partially
 /// built `Ebpf` is dropped, which detaches and unloads what was done so far.
 pub fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probes, LoadError> {
+    // aya's EbpfLoader::new() always parses the kernel's BTF (several times the file's
+    // 5.5 MB), though our programs need no CO-RE relocation. Drop that parse and give its
+    // memory back before ours, so the two never add up in the peak.
+    let mut loader = EbpfLoader::new();
+    loader.btf(None);
+    release_free_heap();
     let offsets = {
         let btf = Btf::from_sys_fs()?;
         resolve_offsets(&btf)?
     };
+    release_free_heap();
     let config = Config {
         flags: filter.flags(),
         uid: filter.uid.unwrap_or(0),
@@ -268,9 +282,7 @@ pub fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probes, Load
         nix::sys::resource::RLIM_INFINITY,
         nix::sys::resource::RLIM_INFINITY,
     );
-    let mut ebpf = EbpfLoader::new()
-        // Our programs read fields at offsets we resolved ourselves: no CO-RE relocation.
-        .btf(None)
+    let mut ebpf = loader
         .override_global("CONFIG", &config, true)
         .map_max_entries("EVENTS", options.ring_bytes)
         // 1 MiB of kernel memory, only when some pid is traced.
@@ -293,10 +305,6 @@ pub fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probes, Load
         )
         .load(EBPF_OBJECT)
         .map_err(load_error)?;
-    // Loading parsed the kernel's BTF twice (ours, and aya's in EbpfLoader::new) — several
-    // MiB freed by now: give them back so the daemon's resident size is its working size.
-    // SAFETY: malloc_trim only releases free heap memory.
-    unsafe { libc::malloc_trim(0) };
     fill_pid_sides(&mut ebpf, &filter.pids)?;
     fill(&mut ebpf, "TIDS", &filter.tids)?;
     fill(&mut ebpf, "PGRPS", &filter.pgrps)?;
