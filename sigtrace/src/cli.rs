@@ -163,6 +163,11 @@ pub struct TraceArgs {
     /// Show the exit of every process the filters let through, not only signalled ones.
     #[arg(long, help_heading = "Output")]
     pub all_exits: bool,
+    /// On exit, report what sigtrace's kernel programs cost: runs and nanoseconds per run of
+    /// each, from the kernel's BPF run-time statistics (kept on while tracing; they add
+    /// two clock reads to every run of every BPF program on the system).
+    #[arg(long, help_heading = "Output")]
+    pub cost: bool,
     /// Kernel ring buffer size, e.g. 4M or 256K (a power of two, at least 4K).
     #[arg(long, value_name = "BYTES", default_value = "4M", value_parser = parse_size)]
     pub ring_size: u32,

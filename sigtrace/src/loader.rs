@@ -2,12 +2,18 @@
 //! globals, fills the filter maps, and attaches the raw tracepoints. Everything attached
 //! lives in the returned [`Probes`]: dropping it detaches all of them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+    os::fd::OwnedFd,
+    time::Duration,
+};
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray, RingBuf},
     programs::RawTracePoint,
+    sys::{Stats, enable_stats},
 };
 use sigtrace_common::{
     COMM_LEN, Config, KEPT_GATE_ENTRIES, PID_SIDE_WORDS, flag, pid_side_slot, side,
@@ -29,13 +35,20 @@ pub enum LoadError {
     Attach { tracepoint: String, reason: String },
     #[error("filling the {map} filter map failed: {reason}")]
     Map { map: &'static str, reason: String },
+    #[error(
+        "--cost: the kernel refused to keep BPF run-time statistics ({0}); that needs Linux 5.8 or later and CAP_SYS_ADMIN — run without --cost"
+    )]
+    Stats(String),
 }
 
 impl LoadError {
     /// Permission and missing-BTF problems are the user's to fix (exit 2); the rest are
     /// tracer failures.
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, LoadError::Btf(_) | LoadError::NotPermitted(_))
+        matches!(
+            self,
+            LoadError::Btf(_) | LoadError::NotPermitted(_) | LoadError::Stats(_)
+        )
     }
 }
 
@@ -95,12 +108,15 @@ impl KernelFilter {
 pub struct LoadOptions {
     /// Ring buffer size in bytes (a power of two, at least one page).
     pub ring_bytes: u32,
+    /// Keep the kernel's BPF run-time statistics on while tracing (see [`Probes::costs`]).
+    pub measure_cost: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             ring_bytes: 4 << 20,
+            measure_cost: false,
         }
     }
 }
@@ -112,6 +128,34 @@ pub struct Probes {
     pub lost: PerCpuArray<MapData, u64>,
     /// The pids given on the command line that are still alive (their PID_SIDES bits set).
     given_pids: BTreeSet<u32>,
+    /// Keeps the kernel's run-time statistics on while held (--cost).
+    _run_time_stats: Option<OwnedFd>,
+}
+
+/// What one attached program has cost so far, by the kernel's own accounting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramCost {
+    pub program: String,
+    pub runs: u64,
+    pub run_time: Duration,
+}
+
+impl ProgramCost {
+    pub fn ns_per_run(&self) -> u64 {
+        (self.run_time.as_nanos() / u128::from(self.runs.max(1))) as u64
+    }
+}
+
+impl fmt::Display for ProgramCost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} runs, {} ns/run",
+            self.program,
+            self.runs,
+            self.ns_per_run()
+        )
+    }
 }
 
 impl Probes {
@@ -130,6 +174,26 @@ impl Probes {
     }
 
     /// Total records the kernel could not reserve, over all CPUs.
+    /// Run counts and run time of every attached program since the statistics were turned
+    /// on: only meaningful with `measure_cost` (otherwise the kernel may not be counting).
+    /// The kernel's clock reads around each run are included, ~2 per run.
+    pub fn costs(&self) -> Vec<ProgramCost> {
+        let mut costs: Vec<ProgramCost> = self
+            .ebpf
+            .programs()
+            .filter_map(|(name, program)| {
+                let info = program.info().ok()?;
+                Some(ProgramCost {
+                    program: name.to_string(),
+                    runs: info.run_count(),
+                    run_time: info.run_time(),
+                })
+            })
+            .collect();
+        costs.sort_by(|a, b| b.runs.cmp(&a.runs).then_with(|| a.program.cmp(&b.program)));
+        costs
+    }
+
     pub fn lost(&self) -> u64 {
         self.lost
             .get(&0, 0)
@@ -309,6 +373,12 @@ pub fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probes, Load
     fill(&mut ebpf, "TIDS", &filter.tids)?;
     fill(&mut ebpf, "PGRPS", &filter.pgrps)?;
     fill(&mut ebpf, "COMMS", &filter.comms)?;
+    // On before attaching, so every run is counted.
+    let run_time_stats = if options.measure_cost {
+        Some(enable_stats(Stats::RunTime).map_err(|e| LoadError::Stats(e.to_string()))?)
+    } else {
+        None
+    };
     let hooks = ALWAYS.iter().chain(if filter.sigaction {
         SIGACTION_HOOKS.iter()
     } else {
@@ -347,6 +417,7 @@ pub fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probes, Load
         events,
         lost,
         given_pids: filter.pids.keys().copied().collect(),
+        _run_time_stats: run_time_stats,
     })
 }
 

@@ -233,6 +233,7 @@ pub fn run(args: &TraceArgs) -> Result<u8, Error> {
         &filter,
         &LoadOptions {
             ring_bytes: args.ring_size,
+            measure_cost: args.cost,
         },
     )?;
     let clock = Clock::now();
@@ -244,6 +245,7 @@ pub fn run(args: &TraceArgs) -> Result<u8, Error> {
     let result = runtime.block_on(trace_loop(&mut probes, &mut output, held.as_mut()));
     // Detach before reporting, so nothing stays attached whatever happens next.
     let lost = probes.lost();
+    let costs = args.cost.then(|| probes.costs());
     drop(probes);
     let (end, events) = result?;
     let totals = Totals { events, lost };
@@ -255,6 +257,10 @@ pub fn run(args: &TraceArgs) -> Result<u8, Error> {
         return Err(Error::io("writing the output", e));
     }
     eprintln!("sigtrace: {events} events, {lost} lost");
+    if let Some(costs) = costs {
+        let listed: Vec<String> = costs.iter().map(ToString::to_string).collect();
+        eprintln!("sigtrace: in-kernel cost: {}", listed.join("; "));
+    }
     Ok(match end {
         End::CommandEnded(status) => status,
         // Whoever closed the pipe took what they wanted: a quiet 0.

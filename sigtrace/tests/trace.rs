@@ -296,3 +296,70 @@ fn stop_detaches_everything() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `name R runs, N ns/run` entries of the `--cost` line.
+fn cost_entries(line: &str) -> Vec<(String, u64, u64)> {
+    line.split_once("in-kernel cost: ")
+        .map(|(_, list)| list)
+        .unwrap_or_default()
+        .split("; ")
+        .filter_map(|entry| {
+            let words: Vec<&str> = entry.split_whitespace().collect();
+            match words.as_slice() {
+                [name, runs, "runs,", ns, "ns/run"] => {
+                    Some((name.to_string(), runs.parse().ok()?, ns.parse().ok()?))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn cost_counts_the_runs_of_each_program() {
+    if !bpf_allowed("cost_counts_the_runs_of_each_program") {
+        return;
+    }
+    let mut helper = spawn_ready(&mut perl(TRAP_PERL));
+    let trace = Trace::start(&["--cost", "--pid", &helper.pid().to_string()]);
+    const SENT: u64 = 5;
+    for _ in 0..SENT {
+        helper.signal(Signal::SIGUSR1);
+        helper.wait_line("got USR1", WAIT);
+    }
+    let (status, out, err) = trace.stop_with(Signal::SIGINT);
+    assert!(
+        status.success(),
+        "sigtrace exited {status:?}; stderr: {err:?}"
+    );
+    let generated = format!("→ perl[{}]", helper.pid());
+    assert_eq!(
+        out.iter()
+            .filter(|l| l.contains("SIGUSR1") && l.contains(&generated))
+            .count() as u64,
+        SENT,
+        "one generate line per USR1: {out:#?}"
+    );
+    let line = err
+        .iter()
+        .find(|l| l.starts_with("sigtrace: in-kernel cost: "))
+        .unwrap_or_else(|| panic!("no cost line in {err:?}"));
+    let entries = cost_entries(line);
+    for program in ["signal_generate", "signal_deliver"] {
+        let (_, runs, ns) = entries
+            .iter()
+            .find(|(name, _, _)| name == program)
+            .unwrap_or_else(|| panic!("{program} missing from {line}"));
+        // The programs run for every signal on the machine, not only the filtered ones.
+        assert!(
+            *runs >= SENT,
+            "{program}: {runs} runs for {SENT} signals: {line}"
+        );
+        assert!(*ns > 0, "{program}: no run time in {line}");
+    }
+    // Not attached without --sigaction: no statistics for them.
+    assert!(
+        !entries.iter().any(|(name, _, _)| name.starts_with("sys_")),
+        "{line}"
+    );
+}
