@@ -29,8 +29,9 @@ use crate::{
 
 /// Exit status when events were lost (and nothing else went wrong).
 pub const EXIT_LOST: u8 = 3;
-/// How often the reader polls the ring buffer besides wake-ups (the kernel side only wakes
-/// us once a batch has accumulated).
+/// How often the reader polls the ring buffer besides wake-ups (the kernel side wakes us
+/// only once a batch of signal records has accumulated, never for a rare record): the
+/// longest an event waits before it is shown.
 const POLL_INTERVAL: Duration = Duration::from_millis(25);
 
 fn bad(msg: String) -> Error {
