@@ -269,6 +269,9 @@ pub mod flag {
     pub const FOLLOW_FORKS: u32 = 1 << 8;
     /// Report rt_sigaction changes of processes that pass the filters.
     pub const SIGACTION: u32 = 1 << 9;
+    /// Without a filter that needs generations: report every process's exit, not only
+    /// those of processes some kept generation targeted (--all-exits).
+    pub const ALL_EXITS: u32 = 1 << 10;
     /// Filters a delivery cannot judge by itself (it carries no sender): with any of them,
     /// deliveries pass only for generations that were kept.
     pub const NEEDS_GENERATION: u32 =
@@ -394,9 +397,14 @@ pub struct Config {
     /// Wake userspace once per this many records per CPU (batching; the reader also polls
     /// on a timer); 0 or 1 = every record.
     pub wakeup_records: u32,
+    /// Rare records (exit, fork, sigaction) wake userspace only when this many bytes are
+    /// waiting in the ring.
+    pub wakeup_bytes: u32,
     pub offsets: Offsets,
+    /// Explicit, so the whole struct is initialized bytes (it is copied in as a global).
+    pub _pad: u32,
 }
-const _: () = assert!(size_of::<Config>() == 200);
+const _: () = assert!(size_of::<Config>() == 208);
 
 impl Config {
     pub const ZEROED: Config = Config {
@@ -405,6 +413,7 @@ impl Config {
         signals: u64::MAX,
         self_tgid: 0,
         wakeup_records: 0,
+        wakeup_bytes: 0,
         offsets: Offsets {
             task_pid: 0,
             task_tgid: 0,
@@ -451,6 +460,7 @@ impl Config {
             regs_window_start: 0,
             regs_window_len: 0,
         },
+        _pad: 0,
     };
 }
 

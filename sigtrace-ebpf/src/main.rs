@@ -8,7 +8,7 @@
 #![no_main]
 
 use aya_ebpf::{
-    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
         bpf_get_current_uid_gid, bpf_ktime_get_ns, bpf_probe_read_kernel,
@@ -61,11 +61,14 @@ static COMMS: HashMap<[u8; COMM_LEN], u8> = HashMap::with_max_entries(1024, 0);
 #[map]
 static DELIVERABLE: LruHashMap<PendingKey, u32> = LruHashMap::with_max_entries(16384, 0);
 
-/// A cheap gate in front of DELIVERABLE: one byte per 8 tgids, set to 0xff when a generation
-/// to any of them is kept. Byte stores need no atomics and never undo each other, so a
-/// clear byte proves no kept generation is waiting, and the delivery of an unrelated
-/// process costs an inlined array load instead of a hash lookup. Never cleared; userspace
-/// sizes it to one element when deliveries are not filtered.
+/// A cheap gate: one byte per 8 tgids, set to 0xff when a generation to any of them is
+/// kept (and, without filters, when one of them takes a delivery). Byte stores need no
+/// atomics and never undo each other, so a clear byte proves that none of those tgids was
+/// ever named by a kept record. With filters that need generations, it stands in front of
+/// DELIVERABLE (the delivery of an unrelated process costs an inlined array load instead of
+/// a hash lookup) and of SIGNALLED; without, in front of the exit record (userspace shows
+/// only signalled processes' exits, unless --all-exits). Never cleared; userspace sizes it
+/// to one element when neither use applies.
 #[map]
 static KEPT_GATE: Array<[u8; KEPT_GATE_BYTES]> = Array::with_max_entries(KEPT_GATE_ENTRIES, 0);
 
@@ -342,13 +345,17 @@ fn wakeup_flags(since_wakeup: &mut u32) -> u64 {
     }
 }
 
-/// Submit flags for the rare records (exit, fork, sigaction): never a wake-up of their
-/// own. A wake-up is a self-IPI, on a VM an exit to the hypervisor: measured ~15 µs per
-/// process exit when every exit woke the reader. The reader polls every 25 ms and the
-/// signal records' batches wake it too.
+/// Submit flags for the rare records (exit, fork, sigaction): a wake-up only when an eighth
+/// of the ring is waiting (a burst of exits), never one per record. A wake-up is a self-IPI,
+/// on a VM an exit to the hypervisor: measured ~15 µs per process exit when every exit woke
+/// the reader. Otherwise the reader's 25 ms poll picks them up.
 #[inline(always)]
 fn rare_wakeup() -> u64 {
-    BPF_RB_NO_WAKEUP as u64
+    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= u64::from(conf!(wakeup_bytes)) {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
 }
 
 #[inline(always)]
@@ -681,7 +688,9 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
         }
         snapshot_recipient(windows, sig, &mut event.recipient);
     }
-    if filtered(flags) && result::queued(result) {
+    if !filtered(flags) {
+        open_kept_gate(target_tgid);
+    } else if result::queued(result) {
         open_kept_gate(target_tgid);
         let _ = SIGNALLED.insert(target_tgid, 1, 0);
         let key = PendingKey {
@@ -769,6 +778,9 @@ fn try_signal_deliver(ctx: &RawTracePointContext) -> Result<i32, i32> {
         if !kept && !(only_pids && pid_side(tgid) & side::TARGET != 0) {
             return Ok(0);
         }
+    } else {
+        // Userspace takes a delivery, like a generation, as a reason to show the exit.
+        open_kept_gate(tgid);
     }
     let Some(scratch) = scratch() else {
         return Ok(0);
@@ -827,12 +839,12 @@ pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
 fn try_sched_process_exit(ctx: &RawTracePointContext) -> Result<i32, i32> {
     let task: u64 = ctx.arg(0);
     let flags = conf!(flags);
-    let signal: u64 = read(task, conf!(offsets.task_signal));
     // The last thread: the kernel says so where it passes group_dead; before 6.16 the
     // live count is all there is (racy only between threads exiting at once).
     let group_dead = if conf!(offsets.exit_has_group_dead) != 0 {
         ctx.arg::<u64>(1) & 0xff != 0
     } else {
+        let signal: u64 = read(task, conf!(offsets.task_signal));
         read::<i32>(signal, conf!(offsets.signal_live)) == 0
     };
     if !group_dead {
@@ -843,13 +855,20 @@ fn try_sched_process_exit(ctx: &RawTracePointContext) -> Result<i32, i32> {
         return Ok(0);
     }
     let followed = pid_side(tgid);
-    // SAFETY: the value is a plain u8 copied out at once.
-    let signalled = unsafe { SIGNALLED.get(tgid) }.is_some();
-    if filtered(flags) && followed == 0 && !signalled {
+    // A closed gate: never the target of a kept generation (nor, unfiltered, of a
+    // delivery), so neither in SIGNALLED nor an exit userspace would show.
+    let gate_open = kept_gate_open(tgid);
+    if filtered(flags) {
+        // SAFETY: the value is a plain u8 copied out at once.
+        let signalled = gate_open && unsafe { SIGNALLED.get(tgid) }.is_some();
+        if followed == 0 && !signalled {
+            return Ok(0);
+        }
+        if signalled {
+            let _ = SIGNALLED.remove(tgid);
+        }
+    } else if flags & flag::ALL_EXITS == 0 && !gate_open {
         return Ok(0);
-    }
-    if signalled {
-        let _ = SIGNALLED.remove(tgid);
     }
     let Some(mut entry) = EVENTS.reserve::<ExitEvent>(0) else {
         count_lost();
@@ -864,6 +883,7 @@ fn try_sched_process_exit(ctx: &RawTracePointContext) -> Result<i32, i32> {
         read_task_ids(task, &mut event.task);
         let mut code: i32 = read(task, conf!(offsets.task_exit_code));
         if code == 0 {
+            let signal: u64 = read(task, conf!(offsets.task_signal));
             code = read(signal, conf!(offsets.signal_group_exit_code));
         }
         event.exit_code = code;

@@ -42,8 +42,8 @@ pub enum LoadError {
 }
 
 impl LoadError {
-    /// Permission and missing-BTF problems are the user's to fix (exit 2); the rest are
-    /// tracer failures.
+    /// Permission and missing-BTF problems, and a kernel that will not keep statistics for
+    /// --cost, are the user's to fix (exit 2); the rest are tracer failures.
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
@@ -72,6 +72,8 @@ pub struct KernelFilter {
     pub sigaction: bool,
     /// Force PID filtering even when `pids` is empty (launch mode).
     pub pid_filter: bool,
+    /// Every exit, not only those of signalled processes (--all-exits).
+    pub all_exits: bool,
 }
 
 impl KernelFilter {
@@ -99,6 +101,7 @@ impl KernelFilter {
         set(self.uid.is_some(), flag::UID_FILTER);
         set(self.follow_forks, flag::FOLLOW_FORKS);
         set(self.sigaction, flag::SIGACTION);
+        set(self.all_exits, flag::ALL_EXITS);
         flags
     }
 }
@@ -173,7 +176,6 @@ impl Probes {
             .map_err(map_error("PID_SIDES"))
     }
 
-    /// Total records the kernel could not reserve, over all CPUs.
     /// Run counts and run time of every attached program since the statistics were turned
     /// on: only meaningful with `measure_cost` (otherwise the kernel may not be counting).
     /// The kernel's clock reads around each run are included, ~2 per run.
@@ -194,6 +196,7 @@ impl Probes {
         costs
     }
 
+    /// Total records the kernel could not reserve, over all CPUs.
     pub fn lost(&self) -> u64 {
         self.lost
             .get(&0, 0)
@@ -337,7 +340,9 @@ pub fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probes, Load
         // Wake the reader about once an eighth of the ring is waiting (records average
         // ~160 bytes; each CPU counts its own); it also polls on a timer.
         wakeup_records: (options.ring_bytes / 8 / 160 / possible_cpus()).max(1),
+        wakeup_bytes: options.ring_bytes / 8,
         offsets,
+        _pad: 0,
     };
     // Hold the raised limit only where the kernel still charges memlock (< 5.11); failure
     // is harmless on newer kernels.
@@ -358,10 +363,10 @@ pub fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probes, Load
                 1
             },
         )
-        // 512 KiB, only when deliveries pass by their kept generations.
+        // 512 KiB, only when deliveries or exits pass by their kept generations.
         .map_max_entries(
             "KEPT_GATE",
-            if config.flags & flag::NEEDS_GENERATION != 0 {
+            if config.flags & flag::NEEDS_GENERATION != 0 || config.flags & flag::ALL_EXITS == 0 {
                 KEPT_GATE_ENTRIES
             } else {
                 1
@@ -369,13 +374,15 @@ pub fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probes, Load
         )
         .load(EBPF_OBJECT)
         .map_err(load_error)?;
+    // Parsing the object freed its share too.
+    release_free_heap();
     fill_pid_sides(&mut ebpf, &filter.pids)?;
     fill(&mut ebpf, "TIDS", &filter.tids)?;
     fill(&mut ebpf, "PGRPS", &filter.pgrps)?;
     fill(&mut ebpf, "COMMS", &filter.comms)?;
     // On before attaching, so every run is counted.
     let run_time_stats = if options.measure_cost {
-        Some(enable_stats(Stats::RunTime).map_err(|e| LoadError::Stats(e.to_string()))?)
+        Some(enable_stats(Stats::RunTime).map_err(|e| LoadError::Stats(e.io_error.to_string()))?)
     } else {
         None
     };
@@ -424,6 +431,23 @@ pub fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probes, Load
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cost_reads_as_runs_and_ns_per_run() {
+        let cost = ProgramCost {
+            program: "signal_generate".into(),
+            runs: 4,
+            run_time: Duration::from_nanos(6_002),
+        };
+        assert_eq!(cost.ns_per_run(), 1_500);
+        assert_eq!(cost.to_string(), "signal_generate 4 runs, 1500 ns/run");
+        let never = ProgramCost {
+            runs: 0,
+            run_time: Duration::ZERO,
+            ..cost
+        };
+        assert_eq!(never.to_string(), "signal_generate 0 runs, 0 ns/run");
+    }
 
     #[test]
     fn forgetting_a_pid_clears_only_its_bits() {

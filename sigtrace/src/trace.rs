@@ -30,8 +30,7 @@ use crate::{
 /// Exit status when events were lost (and nothing else went wrong).
 pub const EXIT_LOST: u8 = 3;
 /// How often the reader polls the ring buffer besides wake-ups (the kernel side wakes us
-/// only once a batch of signal records has accumulated, never for a rare record): the
-/// longest an event waits before it is shown.
+/// only once a batch of records has accumulated): the longest a record waits in the ring.
 const POLL_INTERVAL: Duration = Duration::from_millis(25);
 
 fn bad(msg: String) -> Error {
@@ -145,6 +144,7 @@ pub fn build_filter(args: &TraceArgs) -> Result<KernelFilter, Error> {
     filter.follow_forks = args.follow || launching;
     filter.sigaction = args.sigaction || launching;
     filter.pid_filter = launching;
+    filter.all_exits = args.all_exits;
     Ok(filter)
 }
 

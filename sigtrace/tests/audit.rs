@@ -601,18 +601,46 @@ fn sender_filter_keeps_its_victims_deliveries_and_exit_only() {
     assert_eq!(exit["status"]["signal"]["name"], "SIGTERM");
 }
 
-/// Spawns the TRAP_PERL helper with pid `pid`, pointing the kernel's next pid there through
+/// Spawns a helper (`spawn`) with pid `pid`, pointing the kernel's next pid there through
 /// /proc/sys/kernel/ns_last_pid (root); retries while other processes take it first.
-fn spawn_with_pid(pid: i32) -> Owned {
+fn spawn_with_pid(pid: i32, spawn: impl Fn() -> Owned) -> Owned {
     for _ in 0..100 {
-        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string())
-            .expect("write /proc/sys/kernel/ns_last_pid (needs root)");
-        let helper = spawn_ready(&mut perl(TRAP_PERL));
+        set_last_pid(pid - 1);
+        let helper = spawn();
         if helper.pid() == pid {
             return helper;
         }
     }
     panic!("could not start a process with pid {pid}");
+}
+
+fn set_last_pid(pid: i32) {
+    std::fs::write("/proc/sys/kernel/ns_last_pid", pid.to_string())
+        .expect("write /proc/sys/kernel/ns_last_pid (needs root)");
+}
+
+/// The first of 8 consecutive free pids, 8-aligned, well above the ones in use: a block of
+/// its own in the kernel side's one-byte-per-8-tgids gate.
+fn free_pid_block() -> i32 {
+    let read = |path: &str| -> i32 {
+        std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    let pid_max = read("/proc/sys/kernel/pid_max");
+    let mut block = (read("/proc/sys/kernel/ns_last_pid") + 4096) & !7;
+    for _ in 0..10_000 {
+        if block + 8 >= pid_max {
+            block = 4096;
+        }
+        if (block..block + 8).all(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()) {
+            return block;
+        }
+        block += 8;
+    }
+    panic!("no free block of 8 pids below {pid_max}");
 }
 
 /// A --pid process that exits leaves the filter: a later process that gets the same pid is
@@ -635,7 +663,7 @@ fn an_exited_pid_leaves_the_filter() {
     });
     // The filter is updated right after the exit record is written.
     std::thread::sleep(Duration::from_millis(100));
-    let mut successor = spawn_with_pid(pid);
+    let mut successor = spawn_with_pid(pid, || spawn_ready(&mut perl(TRAP_PERL)));
     successor.signal(Signal::SIGUSR1);
     successor.wait_line("got USR1", WAIT);
     // Long enough for a record to come through the 25 ms poll had it been kept.
@@ -648,5 +676,85 @@ fn an_exited_pid_leaves_the_filter() {
     assert_eq!(
         usr1_generates, 1,
         "only the first process's SIGUSR1: {records:#?}"
+    );
+}
+
+/// perl: USR1 blocked and caught; after "ready", a line on stdin unblocks it and exits 0.
+const BLOCKS_USR1: &str = r#"use POSIX; $| = 1; $SIG{USR1} = sub { print "got USR1\n" };
+my $set = POSIX::SigSet->new(SIGUSR1); sigprocmask(SIG_BLOCK, $set);
+print "ready\n"; my $line = <STDIN>; sigprocmask(SIG_UNBLOCK, $set); exit 0;"#;
+
+fn exit_of(records: &[Value], pid: i32) -> Option<&Value> {
+    of_type(records, "exit")
+        .into_iter()
+        .find(|r| r["task"]["pid"] == pid)
+}
+
+/// Without filters, the exits shown are those of processes that were signalled — also when
+/// all sigtrace saw was the delivery of a signal sent before it started — and with
+/// --all-exits every exit. (The kernel side drops the others before they reach the ring.)
+#[test]
+fn system_wide_exits_are_the_signalled_ones_unless_all_exits() {
+    if !bpf_allowed("system_wide_exits_are_the_signalled_ones_unless_all_exits") {
+        return;
+    }
+    // Alone in its gate block, so only its own delivery can open the gate for its exit.
+    let block = free_pid_block();
+    let mut late = spawn_with_pid(block, || {
+        spawn_ready_keep_stdin(perl(BLOCKS_USR1).stdin(Stdio::piped()))
+    });
+    set_last_pid(block + 64);
+    late.signal(Signal::SIGUSR1); // pending: generated before the trace starts
+    let mut trace = Trace::start(&["--format", "json"]);
+    let mut seen = Vec::new();
+
+    let mut quiet = Owned::from_child(
+        Command::new("sleep")
+            .arg("0.05")
+            .spawn()
+            .expect("spawn sleep"),
+    );
+    assert!(quiet.wait_exit(WAIT).success());
+    writeln!(late.child.stdin.as_mut().expect("stdin"), "go").expect("write");
+    late.wait_line("got USR1", WAIT);
+    assert!(late.wait_exit(WAIT).success());
+    let mut killed = Owned::from_child(
+        Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep"),
+    );
+    killed.signal(Signal::SIGTERM);
+    killed.wait_exit(WAIT);
+    // Records come out in the order they were written: the killed one's exit is last.
+    trace.wait_for(&mut seen, WAIT, |r| {
+        r["type"] == "exit" && r["task"]["pid"] == killed.pid()
+    });
+    let records = trace.stop_json(seen);
+    assert!(
+        exit_of(&records, late.pid()).is_some(),
+        "the exit of a process whose delivery was traced: {records:#?}"
+    );
+    assert!(
+        exit_of(&records, quiet.pid()).is_none(),
+        "an unsignalled process's exit is not shown without --all-exits"
+    );
+
+    let mut trace = Trace::start(&["--format", "json", "--all-exits"]);
+    let mut seen = Vec::new();
+    let mut quiet = Owned::from_child(
+        Command::new("sleep")
+            .arg("0.05")
+            .spawn()
+            .expect("spawn sleep"),
+    );
+    assert!(quiet.wait_exit(WAIT).success());
+    trace.wait_for(&mut seen, WAIT, |r| {
+        r["type"] == "exit" && r["task"]["pid"] == quiet.pid()
+    });
+    let records = trace.stop_json(seen);
+    assert_eq!(
+        exit_of(&records, quiet.pid()).expect("exit")["status"]["code"],
+        0
     );
 }

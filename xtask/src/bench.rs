@@ -155,10 +155,13 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 .cost_ns
                 .context("sigtrace --cost printed no in-kernel cost")?;
             eprintln!(
-                "bench: cost run {run} {:<38} generate {} ns/run, deliver {} ns/run",
+                "bench: cost run {run} {:<38} generate {} ns/run, deliver {} ns/run  events {}/{}  lost {}",
                 mode.label(),
                 cost.0,
-                cost.1
+                cost.1,
+                sample.events,
+                sample.expected,
+                sample.lost
             );
             costs.push((mode, cost));
         }
@@ -547,4 +550,18 @@ tracepoint:signal:signal_deliver { printf("%d %s deliver sig %d handler %lx\n", 
         lost,
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ns_per_run;
+
+    #[test]
+    fn reads_sigtraces_cost_line() {
+        let list = "signal_deliver 500003 runs, 557 ns/run; signal_generate 500003 runs, 1752 ns/run; sched_process_exit 2 runs, 2400 ns/run";
+        assert_eq!(ns_per_run(list, "signal_generate"), Some(1752));
+        assert_eq!(ns_per_run(list, "signal_deliver"), Some(557));
+        assert_eq!(ns_per_run(list, "sys_exit"), None);
+        assert_eq!(ns_per_run("signal_generate oops", "signal_generate"), None);
+    }
 }
