@@ -684,6 +684,16 @@ const BLOCKS_USR1: &str = r#"use POSIX; $| = 1; $SIG{USR1} = sub { print "got US
 my $set = POSIX::SigSet->new(SIGUSR1); sigprocmask(SIG_BLOCK, $set);
 print "ready\n"; my $line = <STDIN>; sigprocmask(SIG_UNBLOCK, $set); exit 0;"#;
 
+/// A `sleep SECONDS` of ours.
+fn sleep(seconds: &str) -> Owned {
+    Owned::from_child(
+        Command::new("sleep")
+            .arg(seconds)
+            .spawn()
+            .expect("spawn sleep"),
+    )
+}
+
 fn exit_of(records: &[Value], pid: i32) -> Option<&Value> {
     of_type(records, "exit")
         .into_iter()
@@ -708,22 +718,12 @@ fn system_wide_exits_are_the_signalled_ones_unless_all_exits() {
     let mut trace = Trace::start(&["--format", "json"]);
     let mut seen = Vec::new();
 
-    let mut quiet = Owned::from_child(
-        Command::new("sleep")
-            .arg("0.05")
-            .spawn()
-            .expect("spawn sleep"),
-    );
+    let mut quiet = sleep("0.05");
     assert!(quiet.wait_exit(WAIT).success());
     writeln!(late.child.stdin.as_mut().expect("stdin"), "go").expect("write");
     late.wait_line("got USR1", WAIT);
     assert!(late.wait_exit(WAIT).success());
-    let mut killed = Owned::from_child(
-        Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .expect("spawn sleep"),
-    );
+    let mut killed = sleep("30");
     killed.signal(Signal::SIGTERM);
     killed.wait_exit(WAIT);
     // Records come out in the order they were written: the killed one's exit is last.
@@ -742,12 +742,7 @@ fn system_wide_exits_are_the_signalled_ones_unless_all_exits() {
 
     let mut trace = Trace::start(&["--format", "json", "--all-exits"]);
     let mut seen = Vec::new();
-    let mut quiet = Owned::from_child(
-        Command::new("sleep")
-            .arg("0.05")
-            .spawn()
-            .expect("spawn sleep"),
-    );
+    let mut quiet = sleep("0.05");
     assert!(quiet.wait_exit(WAIT).success());
     trace.wait_for(&mut seen, WAIT, |r| {
         r["type"] == "exit" && r["task"]["pid"] == quiet.pid()
