@@ -5,7 +5,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     fmt,
-    os::fd::OwnedFd,
+    os::fd::{AsRawFd, OwnedFd},
     time::Duration,
 };
 
@@ -309,6 +309,31 @@ fn release_free_heap() {
     unsafe { libc::malloc_trim(0) };
 }
 
+/// An `EbpfLoader` built without reading the kernel's BTF. aya 0.14's `EbpfLoader::new()`
+/// always reads and parses /sys/kernel/btf/vmlinux — 5.5 MB read into ~19 MB of heap, most
+/// of sigtrace's peak memory — although we pass `.btf(None)` right after (upstream made it
+/// lazy in aya-rs/aya#1639, in releases that need a newer Rust than ours). While the
+/// open-file limit sits at the lowest free descriptor, that read fails with EMFILE, which
+/// aya takes as "no BTF". Must run before any thread exists: another thread's open() would
+/// fail meanwhile.
+fn loader_without_kernel_btf<'a>() -> Result<EbpfLoader<'a>, LoadError> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (Ok((soft, hard)), Ok(lowest_free)) = (
+        getrlimit(Resource::RLIMIT_NOFILE),
+        // open() returns the lowest free descriptor; this one is closed again at once.
+        std::fs::File::open("/dev/null").map(|file| file.as_raw_fd()),
+    ) else {
+        return Ok(EbpfLoader::new());
+    };
+    if setrlimit(Resource::RLIMIT_NOFILE, lowest_free as u64, hard).is_err() {
+        return Ok(EbpfLoader::new());
+    }
+    let loader = EbpfLoader::new();
+    setrlimit(Resource::RLIMIT_NOFILE, soft, hard)
+        .map_err(|e| LoadError::Load(format!("restoring the open-file limit failed: {e}")))?;
+    Ok(loader)
+}
+
 /// Raw tracepoints: they need neither tracefs nor kprobes.
 const ALWAYS: [&str; 4] = [
     "signal_generate",
@@ -321,10 +346,8 @@ const SIGACTION_HOOKS: [&str; 2] = ["sys_enter", "sys_exit"];
 /// Loads, configures and attaches. On any error nothing stays attached: the partially
 /// built `Ebpf` is dropped, which detaches and unloads what was done so far.
 pub fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probes, LoadError> {
-    // aya's EbpfLoader::new() always parses the kernel's BTF (several times the file's
-    // 5.5 MB), though our programs need no CO-RE relocation. Drop that parse and give its
-    // memory back before ours, so the two never add up in the peak.
-    let mut loader = EbpfLoader::new();
+    let mut loader = loader_without_kernel_btf()?;
+    // Our programs read fields at offsets we resolved ourselves: no CO-RE relocation.
     loader.btf(None);
     release_free_heap();
     let offsets = {
