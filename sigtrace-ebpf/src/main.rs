@@ -345,13 +345,19 @@ fn wakeup_flags(since_wakeup: &mut u32) -> u64 {
     }
 }
 
-/// Submit flags for the rare records (exit, fork, sigaction): a wake-up only when an eighth
-/// of the ring is waiting (a burst of exits), never one per record. A wake-up is a self-IPI,
-/// on a VM an exit to the hypervisor: measured ~15 µs per process exit when every exit woke
-/// the reader. Otherwise the reader's 25 ms poll picks them up.
+/// Submit flags for a rare record (exit, fork, sigaction) of `size` bytes, already reserved:
+/// a wake-up only from the record that brings the waiting data past an eighth of the ring
+/// (a burst of exits), never one per record, nor one per record while the reader is behind.
+/// A wake-up is a self-IPI, on a VM an exit to the hypervisor: measured ~15 µs per process
+/// exit when every exit woke the reader. Otherwise the reader's 25 ms poll picks them up.
 #[inline(always)]
-fn rare_wakeup() -> u64 {
-    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= u64::from(conf!(wakeup_bytes)) {
+fn rare_wakeup(size: usize) -> u64 {
+    // Counts reserved records too, this one included, each with the ring's 8-byte header
+    // and rounded up to 8 bytes.
+    let waiting = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    let threshold = u64::from(conf!(wakeup_bytes));
+    let this_record = ((size + 8 + 7) & !7) as u64;
+    if waiting >= threshold && waiting.saturating_sub(this_record) < threshold {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64
@@ -649,6 +655,11 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
         }
     }
 
+    // Kept: open the target's gate before anything else, so that an exit racing this
+    // generation on another CPU finds it open (an extra open gate only lets an exit through).
+    if !filtered(flags) || result::queued(result) {
+        open_kept_gate(target_tgid);
+    }
     if !load_task(&mut scratch.windows.target, task) {
         return Ok(0);
     }
@@ -688,10 +699,7 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
         }
         snapshot_recipient(windows, sig, &mut event.recipient);
     }
-    if !filtered(flags) {
-        open_kept_gate(target_tgid);
-    } else if result::queued(result) {
-        open_kept_gate(target_tgid);
+    if filtered(flags) && result::queued(result) {
         let _ = SIGNALLED.insert(target_tgid, 1, 0);
         let key = PendingKey {
             tgid: target_tgid,
@@ -891,7 +899,7 @@ fn try_sched_process_exit(ctx: &RawTracePointContext) -> Result<i32, i32> {
         event.parent_tgid = read(parent, conf!(offsets.task_tgid));
         list_children(task, event);
     }
-    entry.submit(rare_wakeup());
+    entry.submit(rare_wakeup(core::mem::size_of::<ExitEvent>()));
     if flags & flag::FOLLOW_FORKS != 0 && followed != 0 {
         let _ = FOLLOWED.remove(tgid);
     }
@@ -960,7 +968,7 @@ fn try_sched_process_fork(ctx: &RawTracePointContext) -> Result<i32, i32> {
         event.child_tgid = child_tgid;
         event.child_tid = read(child, conf!(offsets.task_pid));
     }
-    entry.submit(rare_wakeup());
+    entry.submit(rare_wakeup(core::mem::size_of::<ForkEvent>()));
     Ok(0)
 }
 
@@ -1057,7 +1065,7 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Result<i32, i32> {
         new_mask: mask,
         ..pending
     });
-    entry.submit(rare_wakeup());
+    entry.submit(rare_wakeup(core::mem::size_of::<SigactionEvent>()));
     Ok(0)
 }
 

@@ -314,10 +314,18 @@ fn release_free_heap() {
 /// of sigtrace's peak memory — although we pass `.btf(None)` right after (upstream made it
 /// lazy in aya-rs/aya#1639, in releases that need a newer Rust than ours). While the
 /// open-file limit sits at the lowest free descriptor, that read fails with EMFILE, which
-/// aya takes as "no BTF". Must run before any thread exists: another thread's open() would
-/// fail meanwhile.
+/// aya takes as "no BTF". Only while this process has a single thread: another thread's
+/// open() would fail meanwhile (otherwise aya gets to parse).
 fn loader_without_kernel_btf<'a>() -> Result<EbpfLoader<'a>, LoadError> {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let single_threaded =
+        std::fs::read_dir("/proc/self/task").is_ok_and(|tasks| tasks.count() == 1);
+    if !single_threaded {
+        return Ok(EbpfLoader::new());
+    }
+    // The loader's hash maps need random keys; std may read them from /dev/urandom (where
+    // the getrandom syscall is filtered): have them drawn while files can still be opened.
+    let _ = std::collections::hash_map::RandomState::new();
     let (Ok((soft, hard)), Ok(lowest_free)) = (
         getrlimit(Resource::RLIMIT_NOFILE),
         // open() returns the lowest free descriptor; this one is closed again at once.
@@ -349,7 +357,6 @@ pub fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probes, Load
     let mut loader = loader_without_kernel_btf()?;
     // Our programs read fields at offsets we resolved ourselves: no CO-RE relocation.
     loader.btf(None);
-    release_free_heap();
     let offsets = {
         let btf = Btf::from_sys_fs()?;
         resolve_offsets(&btf)?
