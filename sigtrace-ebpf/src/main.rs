@@ -593,34 +593,7 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
     {
         return Ok(0);
     }
-    let (code, errno, si_pid, si_uid, info_kind) = if info <= SEND_SIG_PRIV {
-        // What the tracepoint itself reports for these (TP_STORE_SIGINFO).
-        let code = if info == SEND_SIG_NOINFO {
-            si::USER
-        } else {
-            si::KERNEL
-        };
-        (code, 0, 0, 0, 1)
-    } else {
-        // uapi siginfo: errno at 4, code at 8, _sifields at 16 (si_pid, si_uid first for
-        // kill, rt and sigchld). One read of the head.
-        let head: [u32; 6] = read(info, 0);
-        let code = head[2] as i32;
-        let (si_pid, si_uid) = if carries_sender(sig, code) {
-            (head[4], head[5])
-        } else {
-            (0, 0)
-        };
-        (code, head[1] as i32, si_pid, si_uid, 0)
-    };
-    if flags & (flag::KERNEL_ONLY | flag::USER_ONLY) != 0 {
-        let from_kernel = kernel_origin(info <= SEND_SIG_PRIV, code);
-        if (flags & flag::KERNEL_ONLY != 0 && !from_kernel)
-            || (flags & flag::USER_ONLY != 0 && from_kernel)
-        {
-            return Ok(0);
-        }
-    }
+    // Filters that need no siginfo first: a rejected signal costs no read of it.
     if flags & flag::UID_FILTER != 0 && bpf_get_current_uid_gid() as u32 != conf!(uid) {
         return Ok(0);
     }
@@ -650,6 +623,34 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
         let sender_comm = bpf_get_current_comm().unwrap_or_default();
         if comm_side(&sender_comm) & side::SENDER == 0
             && comm_side(&target_comm) & side::TARGET == 0
+        {
+            return Ok(0);
+        }
+    }
+    let (code, errno, si_pid, si_uid, info_kind) = if info <= SEND_SIG_PRIV {
+        // What the tracepoint itself reports for these (TP_STORE_SIGINFO).
+        let code = if info == SEND_SIG_NOINFO {
+            si::USER
+        } else {
+            si::KERNEL
+        };
+        (code, 0, 0, 0, 1)
+    } else {
+        // uapi siginfo: errno at 4, code at 8, _sifields at 16 (si_pid, si_uid first for
+        // kill, rt and sigchld). One read of the head.
+        let head: [u32; 6] = read(info, 0);
+        let code = head[2] as i32;
+        let (si_pid, si_uid) = if carries_sender(sig, code) {
+            (head[4], head[5])
+        } else {
+            (0, 0)
+        };
+        (code, head[1] as i32, si_pid, si_uid, 0)
+    };
+    if flags & (flag::KERNEL_ONLY | flag::USER_ONLY) != 0 {
+        let from_kernel = kernel_origin(info <= SEND_SIG_PRIV, code);
+        if (flags & flag::KERNEL_ONLY != 0 && !from_kernel)
+            || (flags & flag::USER_ONLY != 0 && from_kernel)
         {
             return Ok(0);
         }
@@ -823,14 +824,10 @@ fn try_signal_deliver(ctx: &RawTracePointContext) -> Result<i32, i32> {
         event.errno = head[1];
         event.code = head[2];
         event.group_exit_code = group_exit_code;
-        // k_sigaction: handler then flags (offsets from BTF), in one read.
-        let action: [u64; 2] = read(ka, conf!(offsets.ksa_handler));
-        event.handler = action[0];
-        event.sa_flags = if conf!(offsets.ksa_flags) == conf!(offsets.ksa_handler) + 8 {
-            action[1]
-        } else {
-            read(ka, conf!(offsets.ksa_flags))
-        };
+        // k_sigaction's handler and flags, in one read (fixed layout, checked by the loader).
+        let action: [u64; 2] = read(ka, 0);
+        event.handler = action[HANDLER_WORD];
+        event.sa_flags = action[FLAGS_WORD];
         event.blocked = task_at(&windows.target, conf!(offsets.task_blocked));
     }
     entry.submit(wakeup_flags(since_wakeup));

@@ -91,35 +91,37 @@ pub struct Orphan {
 /// gone by now has `new_parent: None`. The kernel re-parents them just after the exit
 /// event, so a child still showing `dead` as its parent is read again, briefly.
 pub fn orphans(dead: u32, children: &[u32]) -> Vec<Orphan> {
-    let mut found = read_orphans(children);
+    let mut found: Vec<Orphan> = children.iter().map(|&pid| read_orphan(pid)).collect();
     for _ in 0..50 {
-        if !found.iter().any(|o| o.new_parent == Some(dead)) {
+        let mut waiting = found
+            .iter_mut()
+            .filter(|o| o.new_parent == Some(dead))
+            .peekable();
+        if waiting.peek().is_none() {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
-        found = read_orphans(children);
+        // Only the children not re-parented yet are read again.
+        for orphan in waiting {
+            *orphan = read_orphan(orphan.pid);
+        }
     }
     found
 }
 
-fn read_orphans(children: &[u32]) -> Vec<Orphan> {
-    children
-        .iter()
-        .map(
-            |&pid| match procfs::process::Process::new(pid as i32).and_then(|p| p.stat()) {
-                Ok(stat) => Orphan {
-                    pid,
-                    comm: stat.comm,
-                    new_parent: Some(stat.ppid as u32),
-                },
-                Err(_) => Orphan {
-                    pid,
-                    comm: String::new(),
-                    new_parent: None,
-                },
-            },
-        )
-        .collect()
+fn read_orphan(pid: u32) -> Orphan {
+    match procfs::process::Process::new(pid as i32).and_then(|p| p.stat()) {
+        Ok(stat) => Orphan {
+            pid,
+            comm: stat.comm,
+            new_parent: Some(stat.ppid as u32),
+        },
+        Err(_) => Orphan {
+            pid,
+            comm: String::new(),
+            new_parent: None,
+        },
+    }
 }
 
 /// Processes holding the master side of the pty `tty` (kernel name such as "pts3") open:

@@ -15,6 +15,7 @@ use aya::{
     programs::RawTracePoint,
     sys::{Stats, enable_stats},
 };
+use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit, setrlimit};
 use sigtrace_common::{
     COMM_LEN, Config, KEPT_GATE_ENTRIES, PID_SIDE_WORDS, flag, pid_side_slot, side,
 };
@@ -302,13 +303,6 @@ fn fill_pid_sides(ebpf: &mut Ebpf, pids: &BTreeMap<u32, u8>) -> Result<(), LoadE
     Ok(())
 }
 
-/// Returns freed heap pages to the kernel: the BTF parses free several MiB that would
-/// otherwise stay resident for the whole trace.
-fn release_free_heap() {
-    // SAFETY: malloc_trim only releases memory that is already free.
-    unsafe { libc::malloc_trim(0) };
-}
-
 /// An `EbpfLoader` built without reading the kernel's BTF. aya 0.14's `EbpfLoader::new()`
 /// always reads and parses /sys/kernel/btf/vmlinux — 5.5 MB read into ~19 MB of heap, most
 /// of sigtrace's peak memory — although we pass `.btf(None)` right after (upstream made it
@@ -317,7 +311,6 @@ fn release_free_heap() {
 /// aya takes as "no BTF". Only while this process has a single thread: another thread's
 /// open() would fail meanwhile (otherwise aya gets to parse).
 fn loader_without_kernel_btf<'a>() -> Result<EbpfLoader<'a>, LoadError> {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
     let single_threaded =
         std::fs::read_dir("/proc/self/task").is_ok_and(|tasks| tasks.count() == 1);
     if !single_threaded {
@@ -361,7 +354,6 @@ pub fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probes, Load
         let btf = Btf::from_sys_fs()?;
         resolve_offsets(&btf)?
     };
-    release_free_heap();
     let config = Config {
         flags: filter.flags(),
         uid: filter.uid.unwrap_or(0),
@@ -376,11 +368,7 @@ pub fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probes, Load
     };
     // Hold the raised limit only where the kernel still charges memlock (< 5.11); failure
     // is harmless on newer kernels.
-    let _ = nix::sys::resource::setrlimit(
-        nix::sys::resource::Resource::RLIMIT_MEMLOCK,
-        nix::sys::resource::RLIM_INFINITY,
-        nix::sys::resource::RLIM_INFINITY,
-    );
+    let _ = setrlimit(Resource::RLIMIT_MEMLOCK, RLIM_INFINITY, RLIM_INFINITY);
     let mut ebpf = loader
         .override_global("CONFIG", &config, true)
         .map_max_entries("EVENTS", options.ring_bytes)
@@ -404,8 +392,10 @@ pub fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probes, Load
         )
         .load(EBPF_OBJECT)
         .map_err(load_error)?;
-    // Parsing the object freed its share too.
-    release_free_heap();
+    // Our BTF parse and the object's parse freed several MiB that would otherwise stay
+    // resident for the whole trace: give them back.
+    // SAFETY: malloc_trim only releases memory that is already free.
+    unsafe { libc::malloc_trim(0) };
     fill_pid_sides(&mut ebpf, &filter.pids)?;
     fill(&mut ebpf, "TIDS", &filter.tids)?;
     fill(&mut ebpf, "PGRPS", &filter.pgrps)?;

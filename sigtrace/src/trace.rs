@@ -426,7 +426,10 @@ impl Pump {
 
     fn emit(&mut self, output: &mut Output<Box<dyn Write>>) -> Result<(), Error> {
         for mut report in self.reports.drain(..) {
-            enrich_report(&mut report);
+            // The /proc reads are for the line only: none for a report nobody will see.
+            if output.shows(&report) {
+                enrich_report(&mut report);
+            }
             output
                 .report(&report)
                 .map_err(|e| Error::io("writing the output", e))?;

@@ -5,7 +5,7 @@
 use std::{borrow::Cow, io, io::Write as _};
 
 use serde::Serialize;
-use sigtrace_common::{TaskIds, via};
+use sigtrace_common::{TaskIds, carries_sender, via};
 
 use super::{Stamp, TimeMode};
 use crate::{
@@ -133,20 +133,16 @@ impl Serialize for Mask {
 /// A handler address, "0x…".
 struct Hex(u64);
 
-impl Serialize for Hex {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&format_args!("{:#x}", self.0))
+impl std::fmt::Display for Hex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#x}", self.0)
     }
 }
 
-/// Whether si_pid/si_uid hold a sender: kill, sigqueue, tkill, mq_notify and SIGCHLD's
-/// child. For SI_TIMER, SI_SIGIO and the rest that union holds other things.
-fn carries_sender(sig: i32, code: i32) -> bool {
-    const SI_USER: i32 = 0;
-    const SI_QUEUE: i32 = -1;
-    const SI_MESGQ: i32 = -3;
-    const SI_TKILL: i32 = -6;
-    matches!(code, SI_USER | SI_QUEUE | SI_MESGQ | SI_TKILL) || sig == crate::signals::num::SIGCHLD
+impl Serialize for Hex {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 #[derive(Serialize)]
@@ -482,11 +478,12 @@ impl<'a> Obj<'a> {
         self
     }
 
-    /// Any string (a comm may hold quotes, backslashes, control bytes).
-    fn string(&mut self, key: &str, value: &str) -> &mut Self {
+    /// Any string (a comm may hold quotes, backslashes, control bytes), escaped as it is
+    /// written: no temporary String for a value that formats itself.
+    fn string(&mut self, key: &str, value: impl std::fmt::Display) -> &mut Self {
         let w = self.key(key);
         // serde_json escapes exactly as JSON requires.
-        let _ = serde_json::to_writer(&mut *w, value);
+        let _ = serde::Serializer::collect_str(&mut serde_json::Serializer::new(&mut *w), &value);
         self
     }
 
@@ -527,7 +524,7 @@ fn task_fields(o: &mut Obj, key: &str, t: &TaskIds) {
     o.nested(key, |n| {
         n.num("pid", t.tgid)
             .num("tid", t.tid)
-            .string("comm", &comm(&t.comm))
+            .string("comm", comm(&t.comm))
             .num("uid", t.uid);
     });
 }
@@ -537,7 +534,7 @@ fn disposition_fields(o: &mut Obj, sig: i32, handler: u64, flags: u64) {
     o.nested("disposition", |n| {
         n.plain("action", d.action);
         match d.handler {
-            Some(Hex(a)) => n.plain("handler", format_args!("{a:#x}")),
+            Some(address) => n.plain("handler", address),
             None => n.raw("handler", "null"),
         };
         n.plain("default_action", d.default_action)
@@ -570,7 +567,7 @@ fn write_generate(w: &mut Vec<u8>, g: &GenerateReport, stamp: &Stamp) {
     o.nested("target", |t| {
         t.num("pid", e.target.tgid)
             .num("tid", e.target.tid)
-            .string("comm", &comm(&e.target.comm))
+            .string("comm", comm(&e.target.comm))
             .num("uid", e.target.uid)
             .num("ppid", r.parent_tgid)
             .num("pgid", r.pgid)
@@ -586,7 +583,7 @@ fn write_generate(w: &mut Vec<u8>, g: &GenerateReport, stamp: &Stamp) {
             t.raw("ns", "null");
         }
         if r.tty[0] != 0 {
-            t.string("tty", &tty_display(&comm(&r.tty)).to_string());
+            t.string("tty", tty_display(&comm(&r.tty)));
             t.opt_num("tty_fg_pgid", (r.tty_fg_pgid != 0).then_some(r.tty_fg_pgid));
         } else {
             t.raw("tty", "null").raw("tty_fg_pgid", "null");

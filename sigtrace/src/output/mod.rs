@@ -47,8 +47,8 @@ pub struct Totals {
 pub struct Output<W: Write> {
     writer: W,
     options: OutputOptions,
-    clock: Clock,
-    utc_offset_s: i64,
+    /// How every record's time is written; fixed for the run.
+    stamp: Stamp,
     summary: summary::Summary,
     /// Flush after every report (a terminal or pipe someone is reading live).
     flush_each: bool,
@@ -61,41 +61,38 @@ impl<W: Write> Output<W> {
     pub fn new(writer: W, options: OutputOptions, clock: Clock, flush_each: bool) -> Self {
         Output {
             writer,
+            stamp: Stamp {
+                clock,
+                mode: options.time,
+                utc_offset_s: crate::enrich::local_utc_offset(),
+            },
             options,
-            clock,
-            utc_offset_s: crate::enrich::local_utc_offset(),
             summary: summary::Summary::default(),
             flush_each,
             line: Vec::with_capacity(1024),
         }
     }
 
-    fn stamp(&self) -> Stamp {
-        Stamp {
-            clock: self.clock,
-            mode: self.options.time,
-            utc_offset_s: self.utc_offset_s,
+    /// Whether `report` gets a line (or a record) of its own; the summary counts it either
+    /// way.
+    pub fn shows(&self, report: &Report) -> bool {
+        if self.options.summary_only {
+            return false;
         }
+        !matches!(report, Report::Exit(exit) if !exit.relevant && !self.options.all_exits)
     }
 
     pub fn report(&mut self, report: &Report) -> io::Result<()> {
         if self.options.summary || self.options.summary_only {
             self.summary.add(report);
         }
-        if self.options.summary_only {
+        if !self.shows(report) {
             return Ok(());
         }
-        if let Report::Exit(exit) = report
-            && !exit.relevant
-            && !self.options.all_exits
-        {
-            return Ok(());
-        }
-        let stamp = self.stamp();
         self.line.clear();
         match self.options.format {
-            Format::Text => text::write_report(&mut self.line, report, &stamp)?,
-            Format::Json => json::write_report(&mut self.line, report, &stamp)?,
+            Format::Text => text::write_report(&mut self.line, report, &self.stamp)?,
+            Format::Json => json::write_report(&mut self.line, report, &self.stamp)?,
         }
         self.writer.write_all(&self.line)?;
         if self.flush_each {
@@ -116,11 +113,10 @@ impl<W: Write> Output<W> {
                 }
             }
             Format::Json => {
-                let stamp = self.stamp();
                 self.line.clear();
                 json::write_loss(
                     &mut self.line,
-                    &stamp,
+                    &self.stamp,
                     crate::enrich::Clock::mono_now(),
                     newly_lost,
                     total_lost,

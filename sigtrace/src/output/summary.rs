@@ -2,23 +2,26 @@
 //! following the correlator (a generation's row moves when its delivery or exit settles it).
 
 use std::{
+    borrow::Cow,
     collections::{BTreeMap, HashMap},
     io::{self, Write},
 };
 
 use serde::Serialize;
+use sigtrace_common::COMM_LEN;
 
 use super::Totals;
 use crate::{
     correlate::{Outcome, Report},
-    events::comm_str,
+    events::comm,
     signals::Signal,
 };
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// The comms stay raw bytes (Copy, no allocation per generation); decoded when printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RowKey {
-    pub sender: String,
-    pub target: String,
+    pub sender: [u8; COMM_LEN],
+    pub target: [u8; COMM_LEN],
     pub sig: i32,
     pub outcome: &'static str,
 }
@@ -34,7 +37,7 @@ pub struct Summary {
 impl Summary {
     fn bump(&mut self, key: &RowKey, up: bool) {
         if up {
-            *self.rows.entry(key.clone()).or_default() += 1;
+            *self.rows.entry(*key).or_default() += 1;
         } else if let Some(count) = self.rows.get_mut(key) {
             *count -= 1;
             if *count == 0 {
@@ -56,8 +59,8 @@ impl Summary {
             Report::Generate(g) => {
                 self.generations += 1;
                 let key = RowKey {
-                    sender: comm_str(&g.event.sender.comm),
-                    target: comm_str(&g.event.target.comm),
+                    sender: g.event.sender.comm,
+                    target: g.event.target.comm,
                     sig: g.event.sig,
                     outcome: g.outcome.as_str(),
                 };
@@ -105,8 +108,8 @@ impl Summary {
             writeln!(
                 w,
                 "{count:>8}  {:<16} {:<16} {:<12} {}",
-                key.sender,
-                key.target,
+                comm(&key.sender),
+                comm(&key.target),
                 Signal(key.sig).name(),
                 key.outcome
             )?;
@@ -121,8 +124,8 @@ impl Summary {
     pub fn write_json(&self, w: &mut dyn Write, totals: Totals) -> io::Result<()> {
         #[derive(Serialize)]
         struct Row<'a> {
-            sender: &'a str,
-            target: &'a str,
+            sender: Cow<'a, str>,
+            target: Cow<'a, str>,
             signal: super::json::NamedSignal,
             outcome: &'static str,
             count: u64,
@@ -146,8 +149,8 @@ impl Summary {
                 .rows()
                 .into_iter()
                 .map(|(k, count)| Row {
-                    sender: &k.sender,
-                    target: &k.target,
+                    sender: comm(&k.sender),
+                    target: comm(&k.target),
                     signal: super::json::NamedSignal::new(k.sig),
                     outcome: k.outcome,
                     count,

@@ -45,8 +45,8 @@ pub use arch::{NSIG, num};
 pub use codes::{code_name, result_name};
 pub use mask::{MaskFormat, ParseMaskError, SigSet};
 
-use std::borrow::Cow;
 use std::fmt;
+use std::{borrow::Cow, sync::OnceLock};
 
 /// What the kernel does with a signal whose disposition is SIG_DFL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -126,6 +126,23 @@ impl Signal {
         if let Some(standard) = self.standard() {
             return Cow::Borrowed(standard.name);
         }
+        if self.is_realtime() {
+            // Spelled once per run: names are written for every event of an RT signal.
+            static REALTIME: OnceLock<Vec<Cow<'static, str>>> = OnceLock::new();
+            let names = REALTIME.get_or_init(|| {
+                (num::KERNEL_SIGRTMIN..=num::SIGRTMAX)
+                    .map(|n| Signal(n).spelled())
+                    .collect()
+            });
+            if let Some(name) = names.get((self.0 - num::KERNEL_SIGRTMIN) as usize) {
+                return Cow::Borrowed(name);
+            }
+        }
+        self.spelled()
+    }
+
+    /// The name of a signal without a standard one, spelled out.
+    fn spelled(self) -> Cow<'static, str> {
         match rt_offset(self.0) {
             Some(RtName::Min(0)) => Cow::Borrowed("SIGRTMIN"),
             Some(RtName::Max(0)) => Cow::Borrowed("SIGRTMAX"),
