@@ -8,7 +8,8 @@
 use std::collections::{HashMap, VecDeque};
 
 use sigtrace_common::{
-    DeliverEvent, ExitEvent, ForkEvent, GenerateEvent, SigactionEvent, result, si, via,
+    COMM_LEN, DeliverEvent, ExitEvent, ForkEvent, GenerateEvent, SigactionEvent, TTY_NAME_LEN,
+    result, si, via,
 };
 
 use crate::{
@@ -125,13 +126,13 @@ pub enum FanoutSource {
     Kill {
         tgid: u32,
         tid: u32,
-        comm: String,
+        comm: [u8; COMM_LEN],
         pid_arg: i64,
     },
     /// The tty driver: ^C, ^\, ^Z, window change or hang-up on `tty`. `writers` are the
     /// processes holding the tty's master side (filled in by enrichment).
     Tty {
-        tty: String,
+        tty: [u8; TTY_NAME_LEN],
         writers: Vec<(u32, String)>,
     },
 }
@@ -140,7 +141,8 @@ pub enum FanoutSource {
 pub struct FanoutMember {
     pub tgid: u32,
     pub tid: u32,
-    pub comm: String,
+    /// As the kernel gave it (NUL-padded, maybe not UTF-8): each output escapes its own way.
+    pub comm: [u8; COMM_LEN],
     pub handler: u64,
     pub sa_flags: u64,
     pub generation: u64,
@@ -246,7 +248,7 @@ enum FanoutKey {
         sig: i32,
     },
     Tty {
-        tty: [u8; 16],
+        tty: [u8; TTY_NAME_LEN],
         sig: i32,
     },
 }
@@ -460,7 +462,7 @@ impl Correlator {
         let member = FanoutMember {
             tgid: e.target.tgid,
             tid: e.target.tid,
-            comm: crate::events::comm_str(&e.target.comm),
+            comm: e.target.comm,
             handler: e.recipient.handler,
             sa_flags: e.recipient.sa_flags,
             generation: id,
@@ -480,11 +482,11 @@ impl Correlator {
             FanoutKey::Kill { pid_arg, .. } => FanoutSource::Kill {
                 tgid: e.sender.tgid,
                 tid: e.sender.tid,
-                comm: crate::events::comm_str(&e.sender.comm),
+                comm: e.sender.comm,
                 pid_arg: *pid_arg,
             },
             FanoutKey::Tty { tty, .. } => FanoutSource::Tty {
-                tty: crate::events::comm_str(tty),
+                tty: *tty,
                 writers: Vec::new(),
             },
         };

@@ -160,20 +160,53 @@ pub fn pty_master_holders(tty: &str) -> Vec<(u32, String)> {
 }
 
 /// "pts3" → "pts/3", "tty1" stays: the name users know from `ps` and `tty`. Displayed, not
-/// allocated: text output writes it straight into the line.
-pub fn tty_display(kernel_name: &str) -> TtyName<'_> {
-    TtyName(kernel_name)
+/// allocated: output writes it straight into the line. `field` is the kernel's NUL-padded
+/// name; its Display is the raw text (for JSON, which escapes), [`TtyName::escaped`] the
+/// terminal-safe one.
+pub fn tty_display(field: &[u8]) -> TtyName<'_> {
+    let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+    TtyName(&field[..end])
 }
 
-pub struct TtyName<'a>(&'a str);
+#[derive(Clone, Copy)]
+pub struct TtyName<'a>(&'a [u8]);
+
+impl<'a> TtyName<'a> {
+    /// The pty number of a "ptsN" name.
+    fn pty_index(self) -> Option<&'a str> {
+        let n = self.0.strip_prefix(b"pts")?;
+        (!n.is_empty() && n.iter().all(u8::is_ascii_digit))
+            .then(|| std::str::from_utf8(n).ok())
+            .flatten()
+    }
+
+    /// The kernel's name as text ("pts3"), for looking the tty up.
+    pub fn kernel_name(self) -> std::borrow::Cow<'a, str> {
+        String::from_utf8_lossy(self.0)
+    }
+
+    /// For terminals: like Display, with control bytes and invalid UTF-8 escaped.
+    pub fn escaped(self) -> impl std::fmt::Display + 'a {
+        EscapedTty(self)
+    }
+}
 
 impl std::fmt::Display for TtyName<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0.strip_prefix("pts") {
-            Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
-                write!(f, "pts/{n}")
-            }
-            _ => f.write_str(self.0),
+        match self.pty_index() {
+            Some(n) => write!(f, "pts/{n}"),
+            None => f.write_str(&self.kernel_name()),
+        }
+    }
+}
+
+struct EscapedTty<'a>(TtyName<'a>);
+
+impl std::fmt::Display for EscapedTty<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.pty_index() {
+            Some(n) => write!(f, "pts/{n}"),
+            None => write!(f, "{}", crate::escape::bytes(self.0.0)),
         }
     }
 }
@@ -196,9 +229,12 @@ mod tests {
 
     #[test]
     fn tty_names() {
-        assert_eq!(tty_display("pts3").to_string(), "pts/3");
-        assert_eq!(tty_display("tty1").to_string(), "tty1");
-        assert_eq!(tty_display("ptsx").to_string(), "ptsx");
+        assert_eq!(tty_display(b"pts3\0\0").to_string(), "pts/3");
+        assert_eq!(tty_display(b"tty1").to_string(), "tty1");
+        assert_eq!(tty_display(b"ptsx").to_string(), "ptsx");
+        assert_eq!(tty_display(b"pts3").escaped().to_string(), "pts/3");
+        assert_eq!(tty_display(b"t\x1b[2J").escaped().to_string(), "t\\x1b[2J");
+        assert_eq!(tty_display(b"t\x1b[2J").to_string(), "t\x1b[2J");
     }
 
     #[test]

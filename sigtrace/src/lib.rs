@@ -7,6 +7,7 @@ pub mod cli;
 pub mod correlate;
 pub mod enrich;
 pub mod error;
+pub mod escape;
 pub mod events;
 pub mod knowledge;
 pub mod launch;

@@ -15,7 +15,8 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(err) => {
-            eprintln!("sigtrace: {err}");
+            // Errors can carry names other processes chose: escaped like every output.
+            eprintln!("sigtrace: {}", sigtrace::escape::text(&err.to_string()));
             ExitCode::from(err.exit_code())
         }
     }

@@ -447,7 +447,7 @@ fn enrich_report(report: &mut Report) {
         }
         Report::Fanout(f) => {
             if let crate::correlate::FanoutSource::Tty { tty, writers } = &mut f.source {
-                *writers = enrich::pty_master_holders(tty);
+                *writers = enrich::pty_master_holders(&enrich::tty_display(tty).kernel_name());
             }
         }
         _ => {}

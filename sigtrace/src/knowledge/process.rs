@@ -7,9 +7,10 @@
 //! that vanishes is simply left out: threads come and go, and the listing is a snapshot.
 
 use super::Error;
+use crate::escape;
 use crate::signals::{DefaultAction, SigSet, Signal};
-use procfs::ProcError;
-use procfs::process::Process;
+use procfs::process::{Process, Status};
+use procfs::{FromBufRead, ProcError};
 use std::path::Path;
 
 /// A process's signal state and relations, as read at one moment.
@@ -19,7 +20,8 @@ pub struct ProcessFacts {
     pub pid: i32,
     /// The thread group (process) it belongs to; equals `pid` for a process.
     pub tgid: i32,
-    pub comm: String,
+    /// The command name as the kernel holds it: any bytes the process chose.
+    pub comm: Vec<u8>,
     /// State letter as in ps (R, S, D, Z, T, ...).
     pub state: char,
     pub parent: Relative,
@@ -38,7 +40,7 @@ pub struct ProcessFacts {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Relative {
     pub pid: i32,
-    pub comm: Option<String>,
+    pub comm: Option<Vec<u8>>,
 }
 
 /// The five masks of /proc/PID/status. Caught and ignored are per process (shared by all
@@ -64,7 +66,7 @@ pub struct Tty {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ThreadFacts {
     pub tid: i32,
-    pub comm: String,
+    pub comm: Vec<u8>,
     pub blocked: SigSet,
     pub pending: SigSet,
 }
@@ -161,7 +163,9 @@ impl ProcessFacts {
         }
         let fail = |error: ProcError| proc_error(pid, error);
         let process = Process::new(pid).map_err(fail)?;
-        let status = process.status().map_err(fail)?;
+        let dir = format!("/proc/{pid}");
+        let status = read_status(&dir).map_err(fail)?;
+        let comm = read_comm(&dir).map_err(fail)?;
         let stat = process.stat().map_err(fail)?;
         let tty = (stat.tty_nr != 0).then(|| {
             let (major, minor) = stat.tty_nr();
@@ -182,7 +186,7 @@ impl ProcessFacts {
         Ok(ProcessFacts {
             pid,
             tgid: status.tgid,
-            comm: stat.comm,
+            comm,
             state: stat.state,
             parent: relative(stat.ppid),
             pgrp: stat.pgrp,
@@ -205,9 +209,9 @@ impl ProcessFacts {
         self.tty_foreground_pgrp.map(|pgrp| pgrp == self.pgrp)
     }
 
-    /// "4242 (bash)".
+    /// "4242 (bash)", the name escaped for a terminal.
     pub fn label(&self) -> String {
-        format!("{} ({})", self.pid, self.comm)
+        format!("{} ({})", self.pid, escape::bytes(&self.comm))
     }
 }
 
@@ -215,7 +219,7 @@ impl Relative {
     /// "4200 (cargo)"; "0 (the kernel)" for the parent of init and kthreadd.
     pub fn label(&self) -> String {
         match &self.comm {
-            Some(comm) => format!("{} ({comm})", self.pid),
+            Some(comm) => format!("{} ({})", self.pid, escape::bytes(comm)),
             None if self.pid == 0 => "0 (the kernel)".to_owned(),
             None => self.pid.to_string(),
         }
@@ -225,10 +229,37 @@ impl Relative {
 /// The parent, with its name if it can still be read (it may have exited meanwhile).
 fn relative(pid: i32) -> Relative {
     let comm = (pid > 0)
-        .then(|| Process::new(pid).and_then(|process| process.stat()).ok())
-        .flatten()
-        .map(|stat| stat.comm);
+        .then(|| read_comm(&format!("/proc/{pid}")).ok())
+        .flatten();
     Relative { pid, comm }
+}
+
+/// /proc/…/comm as raw bytes: procfs's stat() would replace invalid UTF-8, and the text
+/// output shows a hostile name's bytes exactly (escaped).
+fn read_comm(dir: &str) -> Result<Vec<u8>, ProcError> {
+    let path = format!("{dir}/comm");
+    let mut comm = std::fs::read(&path).map_err(|error| io_error(error, path))?;
+    if comm.last() == Some(&b'\n') {
+        comm.pop();
+    }
+    Ok(comm)
+}
+
+/// /proc/…/status through procfs's parser, read lossily first: procfs reads it line by line
+/// as UTF-8 and fails on a process whose name is not (any process can choose such a name).
+fn read_status(dir: &str) -> Result<Status, ProcError> {
+    let path = format!("{dir}/status");
+    let raw = std::fs::read(&path).map_err(|error| io_error(error, path))?;
+    Status::from_buf_read(String::from_utf8_lossy(&raw).as_bytes())
+}
+
+/// An I/O error as procfs reports it, so that `proc_error` treats both alike.
+fn io_error(error: std::io::Error, path: String) -> ProcError {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => ProcError::NotFound(Some(path.into())),
+        std::io::ErrorKind::PermissionDenied => ProcError::PermissionDenied(Some(path.into())),
+        _ => ProcError::Io(error, Some(path.into())),
+    }
 }
 
 fn read_threads(process: &Process) -> Result<Vec<ThreadFacts>, ProcError> {
@@ -236,14 +267,15 @@ fn read_threads(process: &Process) -> Result<Vec<ThreadFacts>, ProcError> {
     for task in process.tasks()? {
         // A thread that exits while we list is not an error: skip it.
         let Ok(task) = task else { continue };
-        let status = match task.status() {
-            Ok(status) => status,
+        let dir = format!("/proc/{}/task/{}", task.pid, task.tid);
+        let (status, comm) = match read_status(&dir).and_then(|s| Ok((s, read_comm(&dir)?))) {
+            Ok(read) => read,
             Err(ProcError::NotFound(_)) => continue,
             Err(error) => return Err(error),
         };
         threads.push(ThreadFacts {
             tid: task.tid,
-            comm: status.name,
+            comm,
             blocked: SigSet(status.sigblk),
             pending: SigSet(status.sigpnd),
         });

@@ -8,6 +8,7 @@
 use super::process::{Disposition, ProcessFacts, SignalState, ThreadFacts};
 use super::style::{Paint, Style};
 use super::{Error, OutputFormat, ShowArgs};
+use crate::escape;
 use crate::signals::SigSet;
 use serde::Serialize;
 use std::io::Write;
@@ -102,11 +103,15 @@ impl ProcessJson {
         ProcessJson {
             pid: facts.pid,
             tgid: facts.tgid,
-            comm: facts.comm.clone(),
+            comm: String::from_utf8_lossy(&facts.comm).into_owned(),
             state: facts.state.to_string(),
             parent: RelativeJson {
                 pid: facts.parent.pid,
-                comm: facts.parent.comm.clone(),
+                comm: facts
+                    .parent
+                    .comm
+                    .as_deref()
+                    .map(|comm| String::from_utf8_lossy(comm).into_owned()),
             },
             pgrp: facts.pgrp,
             session: facts.session,
@@ -139,7 +144,7 @@ impl ProcessJson {
 fn thread_json(thread: &ThreadFacts) -> ThreadJson {
     ThreadJson {
         tid: thread.tid,
-        comm: thread.comm.clone(),
+        comm: String::from_utf8_lossy(&thread.comm).into_owned(),
         blocked: thread.blocked.hex(),
         pending: thread.pending.hex(),
         blocked_signals: thread.blocked.names(),
@@ -155,8 +160,10 @@ pub(super) fn fact_lines(facts: &ProcessFacts) -> Vec<(&'static str, String)> {
     }
     let tty = match (&facts.tty, facts.tty_foreground_pgrp) {
         (None, _) => "none".to_owned(),
-        (Some(tty), None) => tty.name.clone(),
-        (Some(tty), Some(foreground)) => format!("{}, foreground pgrp {foreground}", tty.name),
+        (Some(tty), None) => escape::text(&tty.name).to_string(),
+        (Some(tty), Some(foreground)) => {
+            format!("{}, foreground pgrp {foreground}", escape::text(&tty.name))
+        }
     };
     let pgrp = match facts.in_foreground() {
         Some(true) => format!("{} (the tty's foreground group)", facts.pgrp),
@@ -262,7 +269,7 @@ pub(super) fn write_threads(
             out,
             "{:>7}  {:<15}  {}  {}",
             thread.tid,
-            thread.comm,
+            escape::bytes(&thread.comm),
             thread.blocked.hex(),
             thread.pending.hex()
         )?;

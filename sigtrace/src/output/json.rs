@@ -11,7 +11,7 @@ use super::{Stamp, TimeMode};
 use crate::{
     correlate::{DeliverReport, ExitStatus, FanoutSource, GenerateReport, Report},
     enrich::tty_display,
-    events::comm,
+    events::{comm, comm_str},
     signals::{Handler, Signal, code_name, result_name},
 };
 
@@ -356,7 +356,7 @@ pub fn write_report(w: &mut Vec<u8>, report: &Report, stamp: &Stamp) -> io::Resu
                     kind: "kill",
                     pid: Some(*tgid),
                     tid: Some(*tid),
-                    comm: Some(comm.clone()),
+                    comm: Some(comm_str(comm)),
                     pid_arg: Some(*pid_arg),
                     tty: None,
                     writers: None,
@@ -396,7 +396,7 @@ pub fn write_report(w: &mut Vec<u8>, report: &Report, stamp: &Stamp) -> io::Resu
                         .map(|m| Member {
                             pid: m.tgid,
                             tid: m.tid,
-                            comm: m.comm.clone(),
+                            comm: comm_str(&m.comm),
                             disposition: disposition(f.sig, m.handler, m.sa_flags),
                             generation: m.generation,
                             outcome: m.outcome.as_str(),
@@ -583,7 +583,7 @@ fn write_generate(w: &mut Vec<u8>, g: &GenerateReport, stamp: &Stamp) {
             t.raw("ns", "null");
         }
         if r.tty[0] != 0 {
-            t.string("tty", tty_display(&comm(&r.tty)));
+            t.string("tty", tty_display(&r.tty));
             t.opt_num("tty_fg_pgid", (r.tty_fg_pgid != 0).then_some(r.tty_fg_pgid));
         } else {
             t.raw("tty", "null").raw("tty_fg_pgid", "null");

@@ -13,6 +13,7 @@ use sigtrace_common::COMM_LEN;
 use super::Totals;
 use crate::{
     correlate::{Outcome, Report},
+    escape,
     events::comm,
     signals::Signal,
 };
@@ -108,8 +109,8 @@ impl Summary {
             writeln!(
                 w,
                 "{count:>8}  {:<16} {:<16} {:<12} {}",
-                comm(&key.sender),
-                comm(&key.target),
+                escape::kernel_name(&key.sender),
+                escape::kernel_name(&key.target),
                 Signal(key.sig).name(),
                 key.outcome
             )?;

@@ -9,7 +9,7 @@ use super::{Stamp, TimeMode};
 use crate::{
     correlate::{DeliverReport, ExitReport, Fanout, FanoutSource, GenerateReport, Outcome, Report},
     enrich::tty_display,
-    events::comm,
+    escape,
     signals::{Handler, Signal, code_name, result_name},
 };
 
@@ -38,7 +38,7 @@ struct Task<'a>(&'a TaskIds);
 impl std::fmt::Display for Task<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let t = self.0;
-        let comm = comm(&t.comm);
+        let comm = escape::kernel_name(&t.comm);
         if t.tid == t.tgid || t.tid == 0 {
             write!(f, "{comm}[{}]", t.tgid)
         } else {
@@ -115,7 +115,7 @@ fn write_generate(w: &mut Vec<u8>, g: &GenerateReport) -> io::Result<()> {
         write!(w, " (ns pid {} pgrp {})", r.ns_tgid, r.ns_pgid)?;
     }
     if r.tty[0] != 0 {
-        write!(w, " tty {}", tty_display(&comm(&r.tty)))?;
+        write!(w, " tty {}", tty_display(&r.tty).escaped())?;
     }
     if let Some(id) = g.fanout {
         write!(w, "  [fan-out #{id}]")?;
@@ -153,7 +153,12 @@ fn write_exit(w: &mut Vec<u8>, x: &ExitReport) -> io::Result<()> {
         write!(w, "; left {} child(ren):", x.event.children_count)?;
         for o in &x.orphans {
             match o.new_parent {
-                Some(parent) => write!(w, " {} {} (now child of {parent})", o.pid, o.comm)?,
+                Some(parent) => write!(
+                    w,
+                    " {} {} (now child of {parent})",
+                    o.pid,
+                    escape::text(&o.comm)
+                )?,
                 None => write!(w, " {} (gone)", o.pid)?,
             }
         }
@@ -195,12 +200,12 @@ fn write_fanout(w: &mut Vec<u8>, f: &Fanout) -> io::Result<()> {
     write!(w, "{:<10} ", Signal(f.sig).name())?;
     match &f.source {
         FanoutSource::Tty { tty, writers } => {
-            write!(w, "{} {}", tty_display(tty), control_char(f.sig))?;
+            write!(w, "{} {}", tty_display(tty).escaped(), control_char(f.sig))?;
             if !writers.is_empty() {
                 w.write_all(b" (pty master held by ")?;
                 for (i, (pid, comm)) in writers.iter().enumerate() {
                     let sep = if i > 0 { ", " } else { "" };
-                    write!(w, "{sep}{comm}[{pid}]")?;
+                    write!(w, "{sep}{}[{pid}]", escape::text(comm))?;
                 }
                 w.write_all(b")")?;
             }
@@ -210,7 +215,7 @@ fn write_fanout(w: &mut Vec<u8>, f: &Fanout) -> io::Result<()> {
             comm,
             pid_arg,
             ..
-        } => write!(w, "{comm}[{tgid}] kill({pid_arg})")?,
+        } => write!(w, "{}[{tgid}] kill({pid_arg})", escape::kernel_name(comm))?,
     }
     writeln!(
         w,
@@ -220,7 +225,12 @@ fn write_fanout(w: &mut Vec<u8>, f: &Fanout) -> io::Result<()> {
         if f.members.len() == 1 { "" } else { "s" },
         f.id
     )?;
-    let comm_width = f.members.iter().map(|m| m.comm.len()).max().unwrap_or(0);
+    let comm_width = f
+        .members
+        .iter()
+        .map(|m| escape::kernel_name(&m.comm).width())
+        .max()
+        .unwrap_or(0);
     for (i, m) in f.members.iter().enumerate() {
         let branch = if i + 1 == f.members.len() {
             "└─"
@@ -236,7 +246,7 @@ fn write_fanout(w: &mut Vec<u8>, f: &Fanout) -> io::Result<()> {
             w,
             "    {branch} {:<7} {:<comm_width$}  {:<24} → {}",
             m.tgid,
-            m.comm,
+            escape::kernel_name(&m.comm),
             disposition,
             m.outcome.as_str()
         )?;
