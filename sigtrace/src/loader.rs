@@ -30,6 +30,10 @@ pub enum LoadError {
         "not permitted to load eBPF programs ({0}); run as root or with CAP_BPF and CAP_PERFMON (e.g. `sudo sigtrace ...`)"
     )]
     NotPermitted(String),
+    #[error(
+        "this kernel cannot run sigtrace: it has {0}; sigtrace needs Linux 5.8 or later with BTF (see docs/kernels.md)"
+    )]
+    Unsupported(String),
     #[error("loading the eBPF programs failed: {0}")]
     Load(String),
     #[error("attaching to the {tracepoint} tracepoint failed: {reason}")]
@@ -48,7 +52,10 @@ impl LoadError {
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
-            LoadError::Btf(_) | LoadError::NotPermitted(_) | LoadError::Stats(_)
+            LoadError::Btf(_)
+                | LoadError::NotPermitted(_)
+                | LoadError::Stats(_)
+                | LoadError::Unsupported(_)
         )
     }
 }
@@ -230,6 +237,52 @@ fn is_permission(err: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// The OS error at the root of `err`, if any.
+fn os_error(err: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(code) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.raw_os_error())
+        {
+            return Some(code);
+        }
+        cur = e.source();
+    }
+    None
+}
+
+/// Why loading failed, in the user's terms: a kernel without what sigtrace is built on is
+/// named as such (probed only after a failure, so start-up pays nothing for it).
+fn explain_load_failure(err: impl std::error::Error + 'static) -> LoadError {
+    use aya::{maps::MapType, programs::ProgramType};
+    if is_permission(&err) {
+        return LoadError::NotPermitted(err.to_string());
+    }
+    if aya::sys::is_map_supported(MapType::RingBuf).is_ok_and(|supported| !supported) {
+        return LoadError::Unsupported("no BPF ring buffer (added in Linux 5.8)".into());
+    }
+    if aya::sys::is_program_supported(ProgramType::RawTracePoint).is_ok_and(|supported| !supported)
+    {
+        return LoadError::Unsupported("no raw tracepoint programs (added in Linux 4.17)".into());
+    }
+    LoadError::Load(err.to_string())
+}
+
+/// An attach failure: ENOENT means the kernel has no such tracepoint.
+fn attach_error(hook: &str, err: impl std::error::Error + 'static) -> LoadError {
+    if is_permission(&err) {
+        LoadError::NotPermitted(err.to_string())
+    } else if os_error(&err) == Some(libc::ENOENT) {
+        LoadError::Unsupported(format!("no {hook} tracepoint"))
+    } else {
+        LoadError::Attach {
+            tracepoint: hook.to_string(),
+            reason: err.to_string(),
+        }
+    }
+}
+
 fn load_error(err: impl std::error::Error + 'static) -> LoadError {
     if is_permission(&err) {
         LoadError::NotPermitted(format!("{err}"))
@@ -391,7 +444,7 @@ pub fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probes, Load
             },
         )
         .load(EBPF_OBJECT)
-        .map_err(load_error)?;
+        .map_err(explain_load_failure)?;
     // Our BTF parse and the object's parse freed several MiB that would otherwise stay
     // resident for the whole trace: give them back.
     // SAFETY: malloc_trim only releases memory that is already free.
@@ -417,17 +470,8 @@ pub fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probes, Load
             .ok_or_else(|| LoadError::Load(format!("program {hook} missing from the object")))?
             .try_into()
             .map_err(load_error)?;
-        program.load().map_err(load_error)?;
-        program.attach(hook).map_err(|e| {
-            if is_permission(&e) {
-                LoadError::NotPermitted(e.to_string())
-            } else {
-                LoadError::Attach {
-                    tracepoint: hook.to_string(),
-                    reason: e.to_string(),
-                }
-            }
-        })?;
+        program.load().map_err(explain_load_failure)?;
+        program.attach(hook).map_err(|e| attach_error(hook, e))?;
     }
     let events = RingBuf::try_from(
         ebpf.take_map("EVENTS")
@@ -467,6 +511,22 @@ mod tests {
             ..cost
         };
         assert_eq!(never.to_string(), "signal_generate 0 runs, 0 ns/run");
+    }
+
+    #[test]
+    fn a_missing_tracepoint_is_named_as_unsupported() {
+        let missing = std::io::Error::from_raw_os_error(libc::ENOENT);
+        let err = attach_error("signal_deliver", missing);
+        assert!(err.is_bad_input());
+        assert_eq!(
+            err.to_string(),
+            "this kernel cannot run sigtrace: it has no signal_deliver tracepoint; sigtrace needs Linux 5.8 or later with BTF (see docs/kernels.md)"
+        );
+        let other = attach_error(
+            "signal_deliver",
+            std::io::Error::from_raw_os_error(libc::EINVAL),
+        );
+        assert!(matches!(other, LoadError::Attach { .. }));
     }
 
     #[test]
