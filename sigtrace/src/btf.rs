@@ -508,6 +508,112 @@ mod tests {
         ));
     }
 
+    /// Field offsets of the kernel matrix's kernels, read independently of this module with
+    /// `bpftool btf dump file F format raw` (bits_offset / 8). The BTF files beside the
+    /// tests are each kernel's /sys/kernel/btf/vmlinux (the .BTF section of its vmlinux),
+    /// gzip'd; `cargo xtask btf-fixtures` writes them again.
+    struct Layout {
+        file: &'static str,
+        /// pid, tgid, comm, real_cred, real_parent, signal, sighand, blocked, exit_code,
+        /// stack, children, sibling.
+        task: [u32; 12],
+        /// live, group_exit_code, group_exec_task, pids, tty.
+        signal: [u32; 5],
+        /// sched_process_exit has its group_dead argument (Linux 6.16+).
+        exit_has_group_dead: u32,
+    }
+
+    const MATRIX: [Layout; 3] = [
+        Layout {
+            file: "6.1.0-57-amd64",
+            task: [
+                2416, 2420, 2976, 2952, 2432, 3072, 3080, 3088, 2312, 32, 2448, 2464,
+            ],
+            signal: [4, 96, 104, 360, 416],
+            exit_has_group_dead: 0,
+        },
+        Layout {
+            file: "6.12.117+deb12-amd64",
+            task: [
+                2432, 2436, 2976, 2952, 2448, 3072, 3080, 3088, 2332, 32, 2464, 2480,
+            ],
+            signal: [4, 96, 104, 352, 408],
+            exit_has_group_dead: 0,
+        },
+        Layout {
+            file: "6.18.44-fc",
+            task: [
+                1264, 1268, 1752, 1728, 1280, 1848, 1856, 1864, 1164, 32, 1296, 1312,
+            ],
+            signal: [4, 96, 104, 360, 408],
+            exit_has_group_dead: 1,
+        },
+    ];
+
+    fn fixture(name: &str) -> Btf {
+        use std::io::Read as _;
+        let path = format!(
+            "{}/tests/data/btf/{name}.btf.gz",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let file = fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let mut data = Vec::new();
+        flate2::read::GzDecoder::new(file)
+            .read_to_end(&mut data)
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        Btf::parse(data).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn resolves_every_matrix_kernel_as_bpftool_reads_it() {
+        for kernel in MATRIX {
+            let o = resolve_offsets(&fixture(kernel.file))
+                .unwrap_or_else(|e| panic!("{}: {e}", kernel.file));
+            let task = [
+                o.task_pid,
+                o.task_tgid,
+                o.task_comm,
+                o.task_real_cred,
+                o.task_real_parent,
+                o.task_signal,
+                o.task_sighand,
+                o.task_blocked,
+                o.task_exit_code,
+                o.task_stack,
+                o.task_children,
+                o.task_sibling,
+            ];
+            assert_eq!(task, kernel.task, "{}: task_struct", kernel.file);
+            let signal = [
+                o.signal_live,
+                o.signal_group_exit_code,
+                o.signal_group_exec_task,
+                o.signal_pids,
+                o.signal_tty,
+            ];
+            assert_eq!(signal, kernel.signal, "{}: signal_struct", kernel.file);
+            assert_eq!(
+                o.exit_has_group_dead, kernel.exit_has_group_dead,
+                "{}: sched_process_exit arguments",
+                kernel.file
+            );
+            // The same on every x86_64 kernel.
+            assert_eq!(
+                (o.k_sigaction_size, o.ksa_handler, o.ksa_flags, o.ksa_mask),
+                (32, 0, 8, 24),
+                "{}: k_sigaction",
+                kernel.file
+            );
+            assert_eq!(o.upid_size, 16, "{}: struct upid", kernel.file);
+            assert!(
+                o.task_window_start <= o.task_real_cred
+                    && o.task_window_start + o.task_window_len >= o.task_pending_signal + 8,
+                "{}: the task window covers its fields",
+                kernel.file
+            );
+        }
+    }
+
     #[test]
     fn resolves_the_running_kernel() {
         let Ok(btf) = Btf::from_sys_fs() else {
