@@ -3,7 +3,6 @@
 //! runtime, until a signal, the launched command's end, or a closed output ends it.
 
 use std::{
-    fs::OpenOptions,
     io::{self, BufWriter, IsTerminal, Write},
     os::fd::{AsFd, FromRawFd, OwnedFd},
     time::Duration,
@@ -170,16 +169,7 @@ fn output_options(args: &TraceArgs) -> OutputOptions {
 fn open_writer(args: &TraceArgs) -> Result<(Box<dyn Write>, bool), Error> {
     match &args.output {
         Some(path) => {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| {
-                    bad(format!(
-                        "-o {}: cannot open for appending: {e}",
-                        path.display()
-                    ))
-                })?;
+            let file = crate::output::file::open_append(path).map_err(|e| bad(e.to_string()))?;
             Ok((Box::new(BufWriter::with_capacity(64 * 1024, file)), false))
         }
         None => {

@@ -559,6 +559,49 @@ fn output_file_appends_and_time_modes() {
 
 /// Regression: with --sender, another sender's signal to the same target must not let its
 /// delivery through, and the victim's exit must still be reported (the story's wrapper).
+/// `-o` creates the file 0600 (events name every user's processes) and, in a directory
+/// anyone can write to, refuses a symbolic link someone planted there — before loading
+/// anything.
+#[test]
+fn output_file_is_private_and_planted_links_are_refused() {
+    if !bpf_allowed("output_file_is_private_and_planted_links_are_refused") {
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("new.jsonl");
+    let status = Command::new(SIGTRACE)
+        .args(["--format", "json", "-o"])
+        .arg(&path)
+        .args(["--", "true"])
+        .stderr(Stdio::null())
+        .status()
+        .expect("run");
+    assert!(status.success());
+    let mode = std::fs::metadata(&path).expect("stat").mode() & 0o777;
+    assert_eq!(mode, 0o600, "mode {mode:o}");
+
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "untouched\n").expect("victim");
+    let link = dir.path().join("planted.jsonl");
+    std::os::unix::fs::symlink(&victim, &link).expect("symlink");
+    let out = Command::new(SIGTRACE)
+        .args(["--format", "json", "-o"])
+        .arg(&link)
+        .args(["--", "true"])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("refusing to follow it"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("read"),
+        "untouched\n"
+    );
+}
+
 #[test]
 fn sender_filter_keeps_its_victims_deliveries_and_exit_only() {
     if !bpf_allowed("sender_filter_keeps_its_victims_deliveries_and_exit_only") {

@@ -2,6 +2,7 @@
 //! Formatting goes straight into a buffered writer; nothing here allocates per event except
 //! names that are not static (comms).
 
+pub mod file;
 pub mod json;
 pub mod summary;
 pub mod text;
