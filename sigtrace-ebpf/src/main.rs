@@ -584,9 +584,13 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
     }
     let target_tgid: u32 = task_ids_at(&scratch.windows.target_ids, conf!(offsets.task_tgid));
     let self_tgid = conf!(self_tgid);
-    if target_tgid == self_tgid || sender_tgid == self_tgid {
+    if target_tgid == self_tgid {
         return Ok(0);
     }
+    // A timer or another interrupt can raise a signal while sigtrace happens to be current:
+    // only what sigtrace itself sends (through a syscall, so not of kernel origin) is ours
+    // to hide. Judged once the siginfo is read, below.
+    let maybe_own = sender_tgid == self_tgid;
     if flags & flag::PID_FILTER != 0
         && pid_side(sender_tgid) & side::SENDER == 0
         && pid_side(target_tgid) & side::TARGET == 0
@@ -647,6 +651,9 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<i32, i32> {
         };
         (code, head[1] as i32, si_pid, si_uid, 0)
     };
+    if maybe_own && !kernel_origin(info <= SEND_SIG_PRIV, code) {
+        return Ok(0);
+    }
     if flags & (flag::KERNEL_ONLY | flag::USER_ONLY) != 0 {
         let from_kernel = kernel_origin(info <= SEND_SIG_PRIV, code);
         if (flags & flag::KERNEL_ONLY != 0 && !from_kernel)

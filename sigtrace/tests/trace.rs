@@ -119,6 +119,46 @@ fn works_without_tracefs() {
     assert!(generate_for(&records, helper.pid(), "SIGUSR2").is_some());
 }
 
+/// A signal the kernel raises while sigtrace happens to be the current task (a timer
+/// interrupt, or here SIGIO for a pipe's owner, sent in the writer's context as sigtrace
+/// writes its own output) is not sigtrace's own and must be kept. Once, such signals were
+/// dropped as "sent by sigtrace", and `--kernel-only` lost a timer's SIGALRM now and then
+/// in slow guests.
+#[test]
+fn kernel_signals_raised_in_sigtraces_context_are_kept() {
+    if !bpf_allowed("kernel_signals_raised_in_sigtraces_context_are_kept") {
+        return;
+    }
+    use std::os::fd::AsRawFd;
+    let helper = spawn_ready(&mut perl(
+        r#"$| = 1; $SIG{IO} = sub { }; $SIG{USR1} = sub { }; print "ready\n"; sleep 1 while 1;"#,
+    ));
+    let pid = helper.pid();
+    let (read_end, write_end) = std::io::pipe().expect("pipe");
+    let fd = read_end.as_raw_fd();
+    // SAFETY: plain fcntl calls on a pipe this test owns.
+    unsafe {
+        assert_eq!(libc::fcntl(fd, libc::F_SETOWN, pid), 0, "F_SETOWN");
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        assert_eq!(libc::fcntl(fd, libc::F_SETFL, flags | libc::O_ASYNC), 0);
+    }
+    let mut trace = Trace::start_writing_to(
+        Command::new(SIGTRACE).args(["--format", "json", "--pid", &pid.to_string()]),
+        write_end,
+        read_end,
+    );
+    let mut seen = Vec::new();
+    // Its record is sigtrace's first write to the pipe: SIGIO to the helper follows.
+    helper.signal(Signal::SIGUSR1);
+    trace.wait_for(&mut seen, WAIT, |r| {
+        r["type"] == "generate" && signal_name(r) == "SIGIO" && r["target"]["pid"] == pid
+    });
+    let sigio = generate_for(&seen, pid, "SIGIO").expect("SIGIO record");
+    assert_eq!(sigio["sender"]["pid"], trace.pid(), "{sigio}");
+    drop(helper);
+    trace.stop_json(seen);
+}
+
 #[test]
 fn text_output_names_signal_result_and_disposition() {
     if !bpf_allowed("text_output_names_signal_result_and_disposition") {
