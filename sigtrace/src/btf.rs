@@ -523,7 +523,7 @@ mod tests {
         exit_has_group_dead: u32,
     }
 
-    const MATRIX: [Layout; 3] = [
+    const MATRIX: [Layout; 4] = [
         Layout {
             file: "6.1.0-57-amd64",
             task: [
@@ -538,6 +538,15 @@ mod tests {
                 2432, 2436, 2976, 2952, 2448, 3072, 3080, 3088, 2332, 32, 2464, 2480,
             ],
             signal: [4, 96, 104, 352, 408],
+            exit_has_group_dead: 0,
+        },
+        // PREEMPT_RT: sleeping locks make task_struct and signal_struct larger.
+        Layout {
+            file: "6.12.117+deb12-rt-amd64",
+            task: [
+                2472, 2476, 3016, 2992, 2488, 3112, 3120, 3128, 2332, 32, 2504, 2520,
+            ],
+            signal: [4, 120, 128, 376, 432],
             exit_has_group_dead: 0,
         },
         Layout {

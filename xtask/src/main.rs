@@ -7,6 +7,7 @@ mod exec;
 mod run;
 mod setup;
 mod test;
+mod vm;
 
 use std::process::ExitCode;
 
@@ -30,10 +31,13 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Formatting, lints, and every unit and end-to-end test.
-    Test,
+    /// Formatting, lints, every unit and end-to-end test here, then the end-to-end suite in
+    /// each kernel of the matrix (QEMU guests).
+    Test(test::TestArgs),
     /// Overhead on a signal storm: untraced vs sigtrace (text, JSON, filtered) vs bpftrace.
     Bench(bench::BenchArgs),
+    /// Run CMD as root in a QEMU guest booting a Debian 12 stock kernel (6.1, 6.12, 6.12-rt).
+    Vm(vm::VmArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,8 +46,10 @@ fn main() -> ExitCode {
         Task::Setup => setup::run(),
         Task::Build => setup::run().and_then(|()| run::build()),
         Task::Run { args } => setup::run().and_then(|()| run::run(&args)),
-        Task::Test => setup::run().and_then(|()| test::run()),
+        Task::Test(args) => setup::run().and_then(|()| test::run(&args)),
         Task::Bench(args) => setup::run().and_then(|()| bench::run(&args)),
+        // Needs no eBPF toolchain; exits with the guest command's status.
+        Task::Vm(args) => return vm::main(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,14 +1,99 @@
 //! `cargo xtask test`: formatting, lints (host crates and the eBPF crate for its own target),
-//! then every unit and end-to-end test. End-to-end tests need root for BPF: without it they
-//! skip loudly, except under CI=true, where a skip is a failure.
+//! every unit and end-to-end test on this machine, then the end-to-end suite again inside
+//! each kernel of the matrix (QEMU guests, see `vm`), with a table of results at the end.
+//! End-to-end tests need root for BPF: without it they skip loudly on the host, except
+//! under CI=true, where a skip is a failure; in a guest they always run as root.
 
-use std::process::Command;
+use std::{
+    ffi::OsString,
+    io::{BufRead as _, BufReader},
+    process::{Command, Stdio},
+    str::FromStr,
+    time::{Duration, Instant},
+};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 
-use crate::exec::exec;
+use crate::{
+    exec::{exec, stdout_of},
+    vm::{self, Kernel, VmOptions},
+};
 
-pub fn run() -> anyhow::Result<()> {
+#[derive(clap::Args)]
+pub struct TestArgs {
+    /// Kernels to run the end-to-end suite in after the host: a comma-separated list of
+    /// 6.1, 6.12 and 6.12-rt, `all` for the three, or `none` for the host only.
+    #[arg(
+        long = "kernel",
+        visible_alias = "kernels",
+        value_name = "LIST",
+        default_value = "6.1,6.12",
+        value_parser = parse_kernels
+    )]
+    kernels: KernelList,
+}
+
+#[derive(Clone, Debug)]
+struct KernelList(Vec<Kernel>);
+
+fn parse_kernels(list: &str) -> Result<KernelList, String> {
+    match list {
+        "all" => Ok(KernelList(Kernel::ALL.to_vec())),
+        "none" | "" => Ok(KernelList(Vec::new())),
+        _ => list
+            .split(',')
+            .map(|name| Kernel::from_str(name.trim()))
+            .collect::<Result<Vec<_>, _>>()
+            .map(KernelList),
+    }
+}
+
+pub fn run(args: &TestArgs) -> anyhow::Result<()> {
+    lint()?;
+    // Fetch every kernel first: a download problem shows before the long runs.
+    let kernels = args
+        .kernels
+        .0
+        .iter()
+        .map(|&kernel| vm::prepare(kernel))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if !is_root() {
+        eprintln!(
+            "xtask test: WARNING: not root — the end-to-end tests that load BPF will skip (they fail instead when CI=true); run `sudo -E cargo xtask test` to run them"
+        );
+    }
+    let mut rows = Vec::new();
+    eprintln!("xtask test: cargo test (host: unit and end-to-end tests)");
+    let started = Instant::now();
+    let mut host = Command::new("cargo");
+    host.args(["test", "--no-fail-fast"]);
+    let (tally, ok) = run_counting(&mut host)?;
+    rows.push(Row {
+        place: format!("host ({})", host_release()),
+        tally,
+        outcome: if ok { Ok(()) } else { Err("failed".into()) },
+        time: started.elapsed(),
+        boot: None,
+    });
+    if !kernels.is_empty() {
+        let suite = end_to_end_binaries()?;
+        for kernel in &kernels {
+            rows.push(run_in_kernel(kernel, &suite));
+        }
+    }
+    print_table(&rows);
+    let failed: Vec<&str> = rows
+        .iter()
+        .filter(|row| row.outcome.is_err() || row.tally.failed > 0)
+        .map(|row| row.place.as_str())
+        .collect();
+    if !failed.is_empty() {
+        bail!("tests failed on: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+fn lint() -> anyhow::Result<()> {
     eprintln!("xtask test: cargo fmt --check");
     exec(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))
         .context("formatting differs; run `cargo fmt --all`")?;
@@ -36,17 +121,222 @@ pub fn run() -> anyhow::Result<()> {
             .env_remove("RUSTC")
             .env_remove("RUSTUP_TOOLCHAIN")
             .env("CARGO_TARGET_DIR", "target/ebpf-clippy"),
-    )?;
-    if !is_root() {
-        eprintln!(
-            "xtask test: WARNING: not root — the end-to-end tests that load BPF will skip (they fail instead when CI=true); run `sudo -E cargo xtask test` to run them"
+    )
+}
+
+/// The end-to-end test executables (integration-test targets), as cargo built them.
+fn end_to_end_binaries() -> anyhow::Result<Vec<OsString>> {
+    let messages = stdout_of(Command::new("cargo").args([
+        "test",
+        "--no-run",
+        "--message-format=json-render-diagnostics",
+    ]))?;
+    let mut binaries = Vec::new();
+    for line in messages.lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let is_integration_test = message["reason"] == "compiler-artifact"
+            && message["profile"]["test"] == true
+            && message["target"]["kind"]
+                .as_array()
+                .is_some_and(|kinds| kinds.iter().any(|k| k == "test"));
+        if let (true, Some(path)) = (is_integration_test, message["executable"].as_str()) {
+            binaries.push(OsString::from(path));
+        }
+    }
+    if binaries.is_empty() {
+        bail!("cargo built no end-to-end test binaries");
+    }
+    Ok(binaries)
+}
+
+/// Runs every end-to-end binary in one guest of `kernel`; a guest that fails is a row
+/// with its error, and the other kernels still run.
+fn run_in_kernel(kernel: &vm::PreparedKernel, suite: &[OsString]) -> Row {
+    eprintln!(
+        "xtask test: end-to-end suite in {} ({})",
+        kernel.kernel, kernel.release
+    );
+    // Every binary runs even when one fails; the status says whether any did.
+    let script =
+        r#"status=0; for t in "$@"; do echo "xtask: $t"; "$t" || status=1; done; exit $status"#;
+    let mut cmd: Vec<OsString> = ["sh", "-c", script, "sh"].map(OsString::from).to_vec();
+    cmd.extend(suite.iter().cloned());
+    let opts = VmOptions {
+        timeout: Duration::from_secs(1500),
+        // Root in the guest: nothing may skip there. Under emulation a signal costs ~20x
+        // what it does on hardware: the tests' waits stretch by this much.
+        env: vec![
+            ("CI".into(), "true".into()),
+            ("RUST_BACKTRACE".into(), "1".into()),
+            ("SIGTRACE_TEST_TIME_SCALE".into(), "10".into()),
+        ],
+        keep_output: true,
+        ..VmOptions::default()
+    };
+    let place = format!("{} ({})", kernel.kernel, kernel.release);
+    let started = Instant::now();
+    match vm::run_in_vm(kernel, &cmd, &opts) {
+        Ok(outcome) => {
+            let mut tally = Tally::default();
+            for line in &outcome.output {
+                tally.add_line(line);
+            }
+            Row {
+                place,
+                tally,
+                outcome: if outcome.status == 0 {
+                    Ok(())
+                } else {
+                    Err(format!("exit status {}", outcome.status))
+                },
+                time: outcome.command,
+                boot: Some(outcome.boot),
+            }
+        }
+        Err(err) => {
+            eprintln!("xtask test: {}: {err:#}", kernel.kernel);
+            Row {
+                place,
+                tally: Tally::default(),
+                outcome: Err(format!("{err}")),
+                time: started.elapsed(),
+                boot: None,
+            }
+        }
+    }
+}
+
+/// Runs `cmd` with its output passed through, counting the test results it reports.
+fn run_counting(cmd: &mut Command) -> anyhow::Result<(Tally, bool)> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot start cargo test")?;
+    let stdout = child.stdout.take().context("cargo test's stdout")?;
+    let mut tally = Tally::default();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading cargo test's output")?;
+        println!("{line}");
+        tally.add_line(&line);
+    }
+    let status = child.wait().context("waiting for cargo test")?;
+    Ok((tally, status.success()))
+}
+
+/// Test counts summed over libtest's `test result:` lines.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+    /// Test binaries that reported.
+    binaries: u64,
+}
+
+impl Tally {
+    /// Adds `test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; ...`.
+    fn add_line(&mut self, line: &str) {
+        let Some(rest) = line.trim().strip_prefix("test result: ") else {
+            return;
+        };
+        self.binaries += 1;
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(what), Some(count)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(count) = count.parse::<u64>() else {
+                continue;
+            };
+            match what {
+                "passed" => self.passed += count,
+                "failed" => self.failed += count,
+                "ignored" => self.ignored += count,
+                _ => {}
+            }
+        }
+    }
+}
+
+struct Row {
+    place: String,
+    tally: Tally,
+    outcome: Result<(), String>,
+    time: Duration,
+    boot: Option<Duration>,
+}
+
+fn print_table(rows: &[Row]) {
+    let width = rows.iter().map(|r| r.place.len()).max().unwrap_or(0);
+    println!();
+    println!("xtask test: results");
+    println!(
+        "  {:<width$}  {:>6}  {:>6}  {:>7}  {:>7}  {:>6}  RESULT",
+        "WHERE", "PASSED", "FAILED", "IGNORED", "SUITE", "BOOT"
+    );
+    for row in rows {
+        let result = match (&row.outcome, row.tally.failed) {
+            (Ok(()), 0) => "pass".to_owned(),
+            (Ok(()), _) => "FAIL".to_owned(),
+            (Err(why), _) => format!("FAIL: {why}"),
+        };
+        let boot = row
+            .boot
+            .map_or("-".to_owned(), |b| format!("{:.0} s", b.as_secs_f64()));
+        println!(
+            "  {:<width$}  {:>6}  {:>6}  {:>7}  {:>5} s  {:>6}  {result}",
+            row.place,
+            row.tally.passed,
+            row.tally.failed,
+            row.tally.ignored,
+            row.time.as_secs(),
+            boot,
         );
     }
-    eprintln!("xtask test: cargo test");
-    exec(Command::new("cargo").args(["test", "--no-fail-fast"]))
+}
+
+fn host_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|r| r.trim().to_owned())
+        .unwrap_or_else(|_| "unknown kernel".into())
 }
 
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tallies_libtest_result_lines() {
+        let mut tally = Tally::default();
+        tally.add_line("test result: ok. 68 passed; 0 failed; 2 ignored; 0 measured; 0 filtered out; finished in 0.20s");
+        tally.add_line("running 4 tests");
+        tally.add_line("test result: FAILED. 3 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.70s");
+        assert_eq!(
+            tally,
+            Tally {
+                passed: 71,
+                failed: 1,
+                ignored: 2,
+                binaries: 2
+            }
+        );
+    }
+
+    #[test]
+    fn kernel_lists() {
+        assert_eq!(parse_kernels("all").map(|l| l.0.len()), Ok(3));
+        assert_eq!(parse_kernels("none").map(|l| l.0.len()), Ok(0));
+        assert_eq!(
+            parse_kernels("6.1,6.12-rt").map(|l| l.0),
+            Ok(vec![Kernel::V6_1, Kernel::V6_12Rt])
+        );
+        assert!(parse_kernels("6.1,5.4").is_err());
+    }
 }

@@ -20,6 +20,19 @@ use serde_json::Value;
 
 pub const SIGTRACE: &str = env!("CARGO_BIN_EXE_sigtrace");
 
+/// How much longer than on real hardware a wait may take: `cargo xtask test` runs the suite
+/// in emulated (TCG) guests too, where a signal costs ~20x more, and sets
+/// SIGTRACE_TEST_TIME_SCALE there. Waits for something that must happen scale; nothing
+/// that must *not* happen is timed.
+pub fn scaled(timeout: Duration) -> Duration {
+    let factor = std::env::var("SIGTRACE_TEST_TIME_SCALE")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(1)
+        .max(1);
+    timeout * factor
+}
+
 /// True when BPF tests can run. Without root they skip with a loud message — except under
 /// CI=true, where that is a failure.
 pub fn bpf_allowed(test: &str) -> bool {
@@ -52,6 +65,7 @@ impl Owned {
 
     /// Waits for a line on the child's stdout that contains `needle`.
     pub fn wait_line(&mut self, needle: &str, timeout: Duration) -> String {
+        let timeout = scaled(timeout);
         let rx = self.lines.as_ref().expect("stdout captured");
         let deadline = Instant::now() + timeout;
         loop {
@@ -66,6 +80,7 @@ impl Owned {
 
     /// Waits for the child to exit (bounded).
     pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let timeout = scaled(timeout);
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -217,7 +232,28 @@ impl Trace {
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn sigtrace");
-        let stdout = line_channel(child.stdout.take().expect("stdout"));
+        let stdout = child.stdout.take().expect("stdout");
+        Self::ready(child, stdout)
+    }
+
+    /// Starts sigtrace writing into a pipe the test made (`cmd`'s stdout is its write
+    /// end), reading the output from `read_end`.
+    pub fn start_writing_to(
+        cmd: &mut Command,
+        write_end: std::io::PipeWriter,
+        read_end: std::io::PipeReader,
+    ) -> Trace {
+        let child = cmd
+            .stdout(write_end)
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn sigtrace");
+        Self::ready(child, read_end)
+    }
+
+    fn ready(mut child: Child, stdout: impl Read + Send + 'static) -> Trace {
+        let stdout = line_channel(stdout);
         let stderr = line_channel(child.stderr.take().expect("stderr"));
         let mut trace = Trace {
             proc: Owned {
@@ -227,7 +263,7 @@ impl Trace {
             },
             stderr,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + scaled(Duration::from_secs(20));
         loop {
             match trace
                 .stderr
@@ -258,6 +294,7 @@ impl Trace {
         if seen.iter().any(&pred) {
             return;
         }
+        let timeout = scaled(timeout);
         let rx = self.proc.lines.as_ref().expect("stdout");
         let deadline = Instant::now() + timeout;
         loop {
@@ -290,11 +327,11 @@ impl Trace {
         let rx = self.proc.lines.take().expect("stdout");
         // The reader thread ends at EOF; give it a moment to deliver the tail.
         let mut out = Vec::new();
-        while let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+        while let Ok(line) = rx.recv_timeout(scaled(Duration::from_millis(500))) {
             out.push(line);
         }
         let mut err = Vec::new();
-        while let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(200)) {
+        while let Ok(line) = self.stderr.recv_timeout(scaled(Duration::from_millis(200))) {
             err.push(line);
         }
         (status, out, err)
