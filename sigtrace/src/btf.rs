@@ -519,7 +519,7 @@ mod tests {
         task: [u32; 12],
         /// live, group_exit_code, group_exec_task, pids, tty.
         signal: [u32; 5],
-        /// sched_process_exit has its group_dead argument (Linux 6.16+).
+        /// sched_process_exit has its group_dead argument (6.18 has it, 6.12 not).
         exit_has_group_dead: u32,
     }
 

@@ -87,7 +87,7 @@ ln -sf /proc/self/fd/0 /dev/stdin
 ln -sf /proc/self/fd/1 /dev/stdout
 ln -sf /proc/self/fd/2 /dev/stderr
 mount -t tmpfs -o mode=1777,nosuid,nodev shm /dev/shm || fail "mount /dev/shm"
-mount -t tmpfs -o mode=1777,nosuid,nodev tmp /tmp || fail "mount /tmp"
+# /tmp stays the host's, under the overlay: a clone (and its target/) there must be seen.
 want -t bpf -o mode=0700 bpf /sys/fs/bpf
 want -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup
 want -t debugfs -o mode=0700 debugfs /sys/kernel/debug

@@ -43,16 +43,6 @@ pub fn run_in_vm(
         Some(dir) => dir.clone(),
         None => env::current_dir().context("cannot read the current directory")?,
     };
-    // The guest mounts a fresh tmpfs on /tmp, as a booted machine would.
-    let program = Path::new(&cmd[0]);
-    for path in [cwd.as_path(), program] {
-        if path.starts_with("/tmp") {
-            eprintln!(
-                "xtask vm: warning: {} is under /tmp, which in the guest is a fresh tmpfs",
-                path.display()
-            );
-        }
-    }
     let out = tempfile::Builder::new()
         .prefix("xtask-vm-")
         .tempdir()
