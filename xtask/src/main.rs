@@ -3,6 +3,7 @@
 //! runs it first. Cargo itself builds (sigtrace/build.rs builds the eBPF programs).
 
 mod bench;
+mod btf_fixtures;
 mod exec;
 mod run;
 mod setup;
@@ -36,6 +37,8 @@ enum Task {
     Test(test::TestArgs),
     /// Overhead on a signal storm: untraced vs sigtrace (text, JSON, filtered) vs bpftrace.
     Bench(bench::BenchArgs),
+    /// Write each matrix kernel's (and this kernel's) BTF to sigtrace/tests/data/btf.
+    BtfFixtures,
     /// Run CMD as root in a QEMU guest booting a Debian 12 stock kernel (6.1, 6.12, 6.12-rt).
     Vm(vm::VmArgs),
 }
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Task::Run { args } => setup::run().and_then(|()| run::run(&args)),
         Task::Test(args) => setup::run().and_then(|()| test::run(&args)),
         Task::Bench(args) => setup::run().and_then(|()| bench::run(&args)),
+        Task::BtfFixtures => btf_fixtures::run(),
         // Needs no eBPF toolchain; exits with the guest command's status.
         Task::Vm(args) => return vm::main(&args),
     };
