@@ -67,7 +67,9 @@ fn decompress_with(tool: &str, data: &[u8]) -> anyhow::Result<Vec<u8>> {
     let mut stdin = child.stdin.take().context("the decompressor's stdin")?;
     let input = data.to_vec();
     let writer = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child.wait_with_output().with_context(|| format!("{tool} failed"))?;
+    let out = child
+        .wait_with_output()
+        .with_context(|| format!("{tool} failed"))?;
     // It may stop reading at the stream's end: the broken pipe that follows is expected.
     let _ = writer.join();
     if out.stdout.is_empty() {

@@ -126,11 +126,15 @@ fn lint() -> anyhow::Result<()> {
 
 /// The end-to-end test executables (integration-test targets), as cargo built them.
 fn end_to_end_binaries() -> anyhow::Result<Vec<OsString>> {
-    let messages = stdout_of(Command::new("cargo").args([
-        "test",
-        "--no-run",
-        "--message-format=json-render-diagnostics",
-    ]))?;
+    let messages = stdout_of(
+        Command::new("cargo")
+            .args([
+                "test",
+                "--no-run",
+                "--message-format=json-render-diagnostics",
+            ])
+            .stderr(Stdio::inherit()),
+    )?;
     let mut binaries = Vec::new();
     for line in messages.lines() {
         let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
