@@ -31,6 +31,9 @@ pub const EXIT_LOST: u8 = 3;
 /// How often the reader polls the ring buffer besides wake-ups (the kernel side wakes us
 /// only once a batch of records has accumulated): the longest a record waits in the ring.
 const POLL_INTERVAL: Duration = Duration::from_millis(25);
+/// Records one step of the loop takes from the ring at most: under a storm the ring refills
+/// as fast as it is read, and the loop must get back to its signals and its clock.
+const DRAIN_BATCH: usize = 1024;
 
 fn bad(msg: String) -> Error {
     Error::BadInput(msg)
@@ -166,17 +169,31 @@ fn output_options(args: &TraceArgs) -> OutputOptions {
 }
 
 /// Where the output goes: stdout (flushed per line when someone reads it live) or a file.
+/// Either is written through [`stopping::Watched`], so that a stop request can end a write that
+/// blocks.
 fn open_writer(args: &TraceArgs) -> Result<(Box<dyn Write>, bool), Error> {
     match &args.output {
         Some(path) => {
             let file = crate::output::file::open_append(path).map_err(|e| bad(e.to_string()))?;
-            Ok((Box::new(BufWriter::with_capacity(64 * 1024, file)), false))
+            let watched = stopping::Watched(file);
+            Ok((
+                Box::new(BufWriter::with_capacity(64 * 1024, watched)),
+                false,
+            ))
         }
         None => {
             let stdout = io::stdout();
             // A terminal or a pipe is read live; a file or /dev/null is not.
             let live = stdout.is_terminal() || is_pipe(&stdout);
-            Ok((Box::new(BufWriter::with_capacity(64 * 1024, stdout)), live))
+            // A duplicate of fd 1 rather than `Stdout`, whose inner line buffer retries an
+            // interrupted write on its own (and which would hide EBADF, a stdout opened
+            // read-only, by discarding everything).
+            let fd = stdout
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| Error::io("standard output", e))?;
+            let watched = stopping::Watched(std::fs::File::from(fd));
+            Ok((Box::new(BufWriter::with_capacity(64 * 1024, watched)), live))
         }
     }
 }
@@ -190,6 +207,9 @@ enum End {
     Stopped,
     CommandEnded(u8),
     OutputClosed,
+    /// Asked to stop while the output took nothing (see [`stopping`]): what was not yet
+    /// written is given up.
+    OutputBlocked,
 }
 
 /// Registers an fd we own (a dup of the ring buffer's, or a pidfd) for readiness.
@@ -238,14 +258,23 @@ pub fn run(args: &TraceArgs) -> Result<u8, Error> {
     let lost = probes.lost();
     let costs = args.cost.then(|| probes.costs());
     drop(probes);
-    let (end, events) = result?;
+    let (mut end, events) = result?;
     let totals = Totals { events, lost };
     let finished = output.finish(totals);
-    if !matches!(end, End::OutputClosed)
+    if stopping::gave_up() {
+        end = End::OutputBlocked;
+    }
+    if !matches!(end, End::OutputClosed | End::OutputBlocked)
         && let Err(e) = finished
         && e.kind() != io::ErrorKind::BrokenPipe
     {
         return Err(Error::io("writing the output", e));
+    }
+    if matches!(end, End::OutputBlocked) {
+        // Its last line may be cut short; what was still buffered or in the ring is missing.
+        eprintln!(
+            "sigtrace: gave up on the output: it took nothing after the stop request (is anyone reading it?); the events not yet written are missing from it"
+        );
     }
     eprintln!("sigtrace: {events} events, {lost} lost");
     if let Some(costs) = costs {
@@ -256,6 +285,8 @@ pub fn run(args: &TraceArgs) -> Result<u8, Error> {
         End::CommandEnded(status) => status,
         // Whoever closed the pipe took what they wanted: a quiet 0.
         End::OutputClosed => 0,
+        // The events that could not be written are lost to whoever reads the output.
+        End::OutputBlocked => EXIT_LOST,
         _ if lost > 0 => EXIT_LOST,
         _ => 0,
     })
@@ -270,6 +301,7 @@ async fn trace_loop(
     let mut sigterm =
         signal(SignalKind::terminate()).map_err(|e| Error::io("SIGTERM handler", e))?;
     let mut sighup = signal(SignalKind::hangup()).map_err(|e| Error::io("SIGHUP handler", e))?;
+    stopping::install(held.is_some()).map_err(|e| Error::io("the stop signal handlers", e))?;
     let ring_fd = probes.events.as_fd().try_clone_to_owned();
     let ring = watch(ring_fd.map_err(|e| Error::io("ring buffer fd", e))?)
         .map_err(|e| Error::io("watching the ring buffer", e))?;
@@ -299,17 +331,24 @@ async fn trace_loop(
     }
     let mut interrupts = 0;
     let end = loop {
+        // Let the runtime poll its driver (one epoll_wait without waiting) before each
+        // step. Under a storm a step is always ready (the tick is due again by the time a
+        // drain ends), and without this the driver, which turns a received signal into a
+        // ready `recv()`, ran only once the coop budget ran out: after 128 ticks, tens of
+        // seconds in a debug build, so Ctrl-C was ignored that long.
+        tokio::task::yield_now().await;
+        // Biased, in this order: a signal is acted on at the next step, however busy the
+        // ring (random choice among ready arms left it waiting behind a few batches); the
+        // tick before the ring, so that a ring that is always ready cannot starve `settle`.
         let step: Result<Option<End>, Error> = tokio::select! {
-            guard = ring.readable() => {
-                if let Ok(mut guard) = guard {
-                    guard.clear_ready();
-                }
-                pump.drain(probes, output).map(|_| None)
+            biased;
+            _ = sigint.recv() => {
+                // tokio merges signals the loop has not seen yet; its handler counts each.
+                interrupts = (interrupts + 1).max(stopping::interrupts());
+                Ok(stop_now(held.is_some(), interrupts))
             }
-            _ = tick.tick() => {
-                pump.drain(probes, output)?;
-                pump.settle(output).map(|_| None)
-            }
+            _ = sigterm.recv() => Ok(Some(End::Stopped)),
+            _ = sighup.recv() => Ok(Some(End::Stopped)),
             _ = async { match &child_fd { Some(fd) => { let _ = fd.readable().await; } None => std::future::pending().await } } => {
                 match held.as_deref().map(|h| h.try_wait()).transpose() {
                     Ok(Some(Some(status))) => Ok(Some(End::CommandEnded(launch::shell_status(status)))),
@@ -317,9 +356,19 @@ async fn trace_loop(
                     Err(e) => Err(e),
                 }
             }
-            _ = sigint.recv() => { interrupts += 1; Ok(stop_now(held.is_some(), interrupts)) }
-            _ = sigterm.recv() => Ok(Some(End::Stopped)),
-            _ = sighup.recv() => Ok(Some(End::Stopped)),
+            _ = tick.tick() => {
+                // Errors go to `step`, as the other arms': a closed or given-up output
+                // ends the run below, not with `?` here.
+                pump.drain(probes, output, None)
+                    .and_then(|_| pump.settle(output))
+                    .map(|_| None)
+            }
+            guard = ring.readable() => {
+                if let Ok(mut guard) = guard {
+                    guard.clear_ready();
+                }
+                pump.drain(probes, output, None).map(|_| None)
+            }
         };
         match step {
             Ok(Some(end)) => break end,
@@ -327,16 +376,18 @@ async fn trace_loop(
             Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => {
                 break End::OutputClosed;
             }
+            Err(_) if stopping::gave_up() => break End::OutputBlocked,
             Err(e) => return Err(e),
         }
     };
-    if !matches!(end, End::OutputClosed) {
+    if !matches!(end, End::OutputClosed | End::OutputBlocked) {
         // The command's last events (its own exit) may still be in flight.
         let last = pump.finish(probes, output);
         match last {
             Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => {
                 return Ok((End::OutputClosed, pump.events));
             }
+            Err(_) if stopping::gave_up() => return Ok((End::OutputBlocked, pump.events)),
             other => other?,
         }
     }
@@ -358,15 +409,24 @@ struct Pump {
 }
 
 impl Pump {
+    /// Takes up to [`DRAIN_BATCH`] records from the ring; with `until` (monotonic ns), none
+    /// after the first one written later than that. Returns whether it stopped for the
+    /// batch's size (more may be waiting).
     fn drain(
         &mut self,
         probes: &mut Probes,
         output: &mut Output<Box<dyn Write>>,
-    ) -> Result<(), Error> {
+        until: Option<u64>,
+    ) -> Result<bool, Error> {
         let mut exited = Vec::new();
+        let mut taken = 0;
+        let mut more = false;
         while let Some(item) = probes.events.next() {
+            taken += 1;
+            let mut past = false;
             match events::decode(&item) {
                 Ok(event) => {
+                    past = until.is_some_and(|until| event.ts_ns() > until);
                     if let Event::Exit(exit) = &event {
                         exited.push(exit.task.tgid);
                     }
@@ -378,6 +438,13 @@ impl Pump {
             drop(item);
             if self.reports.len() >= 128 {
                 self.emit(output)?;
+            }
+            if past {
+                break;
+            }
+            if taken == DRAIN_BATCH {
+                more = true;
+                break;
             }
         }
         self.emit(output)?;
@@ -393,7 +460,7 @@ impl Pump {
                 .map_err(|e| Error::io("writing the output", e))?;
             self.lost_seen = lost;
         }
-        Ok(())
+        Ok(more)
     }
 
     fn settle(&mut self, output: &mut Output<Box<dyn Write>>) -> Result<(), Error> {
@@ -404,12 +471,15 @@ impl Pump {
             .map_err(|e| Error::io("writing the output", e))
     }
 
+    /// The last drain: what the ring holds from before now (the launched command's exit may
+    /// still be in flight), but not a storm that goes on after the stop.
     fn finish(
         &mut self,
         probes: &mut Probes,
         output: &mut Output<Box<dyn Write>>,
     ) -> Result<(), Error> {
-        self.drain(probes, output)?;
+        let stop = Clock::mono_now();
+        while self.drain(probes, output, Some(stop))? {}
         self.correlator.flush(&mut self.reports);
         self.emit(output)
     }
@@ -441,5 +511,200 @@ fn enrich_report(report: &mut Report) {
             }
         }
         _ => {}
+    }
+}
+
+/// Ctrl-C must always work, also while the output blocks: a pipe nobody reads, a terminal
+/// stopped with ^S, a hung network file system. The loop writes its output itself, on the
+/// runtime's only thread, and while write(2) blocks it cannot see a signal (tokio's handler
+/// only queues it, and restarts the write). Until a stop is asked for that is right: the loop
+/// waits for its reader and the kernel counts what the ring cannot take. Once a stop is asked
+/// for, waiting is bounded:
+///
+/// - `on_stop`, chained in front of tokio's handlers for SIGINT, SIGTERM and SIGHUP, counts
+///   each SIGINT and, when the signal stops the run (the second ^C in launch mode, see
+///   [`stop_now`]), installs `on_alarm` for SIGALRM — without SA_RESTART, so that it
+///   interrupts a blocked write — and starts a half-second interval timer;
+/// - `on_alarm` gives up the output when one write has taken nothing across a whole tick;
+/// - [`Watched`] then fails that write and every later one, the loop ends with
+///   [`End::OutputBlocked`] and reports on stderr; should even that block (stderr into the
+///   same stuck pipe), `on_alarm` ends the process two seconds later.
+///
+/// The handlers only touch atomics and call tokio's handler, sigaction(2), setitimer(2) and
+/// _exit(2): async-signal-safe. Until a stop, nothing changes but the SIGINT count.
+mod stopping {
+    use std::{
+        io::{self, Write},
+        sync::{
+            OnceLock,
+            atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::SeqCst},
+        },
+    };
+
+    use libc::{c_int, c_void, siginfo_t};
+
+    /// The watchdog's period: a write that takes nothing from one tick to the next is given
+    /// up, 0.5 to 1 s after the stop request.
+    const TICK_US: libc::suseconds_t = 500_000;
+    /// Ticks the run has to end after giving up the output before the process is ended.
+    const LAST_TICKS: u32 = 4;
+    const STOP_SIGNALS: [c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+    static LAUNCHING: AtomicBool = AtomicBool::new(false);
+    /// SIGINTs received, each counted (tokio merges those its loop has not seen yet).
+    static INTERRUPTS: AtomicU32 = AtomicU32::new(0);
+    /// A signal has stopped the run: the watchdog runs.
+    static STOPPING: AtomicBool = AtomicBool::new(false);
+    /// Incremented on entering and on leaving [`Watched::write`]: odd while a write is under
+    /// way, and a write that returns (having taken something) changes it.
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    /// WRITES at the last tick.
+    static SEEN: AtomicU64 = AtomicU64::new(u64::MAX);
+    static GAVE_UP: AtomicBool = AtomicBool::new(false);
+    static TICKS_AFTER: AtomicU32 = AtomicU32::new(0);
+    /// The handlers tokio installed for STOP_SIGNALS, which ours call first.
+    static CHAINED: OnceLock<[libc::sigaction; 3]> = OnceLock::new();
+
+    /// SIGINTs received since [`install`].
+    pub fn interrupts() -> u32 {
+        INTERRUPTS.load(SeqCst)
+    }
+
+    /// Whether the output was given up.
+    pub fn gave_up() -> bool {
+        GAVE_UP.load(SeqCst)
+    }
+
+    /// Puts `on_stop` in front of tokio's handlers, which must be registered already. Only
+    /// once per process: a second call would chain to itself.
+    pub fn install(launching: bool) -> io::Result<()> {
+        LAUNCHING.store(launching, SeqCst);
+        let check = |rc: c_int| {
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        };
+        // SAFETY: sigaction(2) reading the current actions into zeroed locals.
+        let mut tokio: [libc::sigaction; 3] = unsafe { std::mem::zeroed() };
+        for (sig, action) in STOP_SIGNALS.iter().zip(tokio.iter_mut()) {
+            // SAFETY: as above.
+            check(unsafe { libc::sigaction(*sig, std::ptr::null(), action) })?;
+        }
+        if CHAINED.set(tokio).is_err() {
+            return Ok(());
+        }
+        for (sig, theirs) in STOP_SIGNALS.iter().zip(tokio.iter()) {
+            // Their mask and flags (SA_RESTART: the loop's own syscalls go on as before).
+            let mut ours = *theirs;
+            ours.sa_sigaction = on_stop as *const () as usize;
+            ours.sa_flags |= libc::SA_SIGINFO;
+            // SAFETY: installing a handler that is async-signal-safe.
+            check(unsafe { libc::sigaction(*sig, &ours, std::ptr::null_mut()) })?;
+        }
+        Ok(())
+    }
+
+    extern "C" fn on_stop(sig: c_int, info: *mut siginfo_t, context: *mut c_void) {
+        // SAFETY: errno is thread-local; restored below for the interrupted code.
+        let errno = unsafe { *libc::__errno_location() };
+        // Counted before tokio hears of it, so the loop never sees fewer than it did.
+        let stops = sig != libc::SIGINT
+            || super::stop_now(LAUNCHING.load(SeqCst), INTERRUPTS.fetch_add(1, SeqCst) + 1)
+                .is_some();
+        if let Some(index) = STOP_SIGNALS.iter().position(|&s| s == sig)
+            && let Some(theirs) = CHAINED.get().map(|chained| chained[index])
+        {
+            let handler = theirs.sa_sigaction;
+            if handler != libc::SIG_DFL && handler != libc::SIG_IGN {
+                // SAFETY: calling the handler installed for this signal the way the kernel
+                // would have, with its own kind of arguments.
+                unsafe {
+                    if theirs.sa_flags & libc::SA_SIGINFO != 0 {
+                        let f: extern "C" fn(c_int, *mut siginfo_t, *mut c_void) =
+                            std::mem::transmute(handler);
+                        f(sig, info, context);
+                    } else {
+                        let f: extern "C" fn(c_int) = std::mem::transmute(handler);
+                        f(sig);
+                    }
+                }
+            }
+        }
+        if stops && !STOPPING.swap(true, SeqCst) {
+            let tick = libc::timeval {
+                tv_sec: 0,
+                tv_usec: TICK_US,
+            };
+            let timer = libc::itimerval {
+                it_interval: tick,
+                it_value: tick,
+            };
+            // SAFETY: sigaction(2), sigemptyset(3) and setitimer(2) on locals, all
+            // async-signal-safe; `on_alarm` is too.
+            unsafe {
+                let mut alarm: libc::sigaction = std::mem::zeroed();
+                alarm.sa_sigaction = on_alarm as *const () as usize;
+                libc::sigemptyset(&mut alarm.sa_mask);
+                // No SA_RESTART: a write it interrupts returns (EINTR or what it took).
+                if libc::sigaction(libc::SIGALRM, &alarm, std::ptr::null_mut()) == 0 {
+                    libc::setitimer(libc::ITIMER_REAL, &timer, std::ptr::null_mut());
+                }
+            }
+        }
+        // SAFETY: as above.
+        unsafe { *libc::__errno_location() = errno };
+    }
+
+    extern "C" fn on_alarm(_: c_int) {
+        if GAVE_UP.load(SeqCst) {
+            if TICKS_AFTER.fetch_add(1, SeqCst) + 1 >= LAST_TICKS {
+                // SAFETY: _exit(2) is async-signal-safe; the kernel detaches the programs.
+                unsafe { libc::_exit(c_int::from(super::EXIT_LOST)) };
+            }
+            return;
+        }
+        let writes = WRITES.load(SeqCst);
+        if writes % 2 == 1 && SEEN.swap(writes, SeqCst) == writes {
+            GAVE_UP.store(true, SeqCst);
+        } else {
+            SEEN.store(writes, SeqCst);
+        }
+    }
+
+    fn given_up() -> io::Error {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the output took nothing after the stop request; given up",
+        )
+    }
+
+    /// The output's writer: a write interrupted by the watchdog is retried, unless the
+    /// output was given up; then it and every later write fail at once.
+    pub struct Watched<W>(pub W);
+
+    impl<W: Write> Write for Watched<W> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if gave_up() {
+                return Err(given_up());
+            }
+            WRITES.fetch_add(1, SeqCst);
+            let result = loop {
+                match self.0.write(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted && !gave_up() => {}
+                    other => break other,
+                }
+            };
+            WRITES.fetch_add(1, SeqCst);
+            match result {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(given_up()),
+                other => other,
+            }
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            self.0.flush()
+        }
     }
 }

@@ -361,3 +361,171 @@ pub fn of_type<'a>(records: &'a [Value], kind: &str) -> Vec<&'a Value> {
 pub fn signal_name(record: &Value) -> &str {
     record["signal"]["name"].as_str().unwrap_or("")
 }
+
+impl Trace {
+    /// As [`Trace::start_with`], but stdout stays as the caller set it up (a file, a pipe of
+    /// the test's own, a closed fd...) and is not collected.
+    pub fn start_uncollected(cmd: &mut Command) -> Trace {
+        let mut child = cmd
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn sigtrace");
+        let stderr = line_channel(child.stderr.take().expect("stderr"));
+        let mut trace = Trace {
+            proc: Owned {
+                child,
+                lines: None,
+                ready: String::new(),
+            },
+            stderr,
+        };
+        let deadline = Instant::now() + scaled(Duration::from_secs(20));
+        loop {
+            match trace
+                .stderr
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) if line.contains("sigtrace: ready") => break,
+                Ok(line) => eprintln!("sigtrace stderr: {line}"),
+                Err(_) => {
+                    let status = trace.proc.child.try_wait();
+                    panic!("sigtrace did not get ready (status {status:?})");
+                }
+            }
+        }
+        trace
+    }
+
+    /// Sends `sig` to the tracer (our own child, by pid).
+    pub fn signal(&self, sig: Signal) {
+        self.proc.signal(sig);
+    }
+
+    /// Whether the tracer is still running (reaps it if not).
+    pub fn running(&mut self) -> bool {
+        matches!(self.proc.child.try_wait(), Ok(None))
+    }
+
+    /// Its stdout, when the caller asked for a pipe (`Stdio::piped()`) and
+    /// [`Trace::start_uncollected`] left it alone.
+    pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.proc.child.stdout.take()
+    }
+
+    /// Waits (bounded by `timeout`, scaled) for the tracer to end by itself or after a signal
+    /// sent before; returns its status, how long it took to end from this call, the stdout
+    /// lines collected (none when not collected) and stderr.
+    pub fn wait_end(
+        mut self,
+        timeout: Duration,
+    ) -> (std::process::ExitStatus, Duration, Vec<String>, Vec<String>) {
+        let start = Instant::now();
+        let status = self.proc.wait_exit(timeout);
+        let took = start.elapsed();
+        let mut out = Vec::new();
+        if let Some(rx) = self.proc.lines.take() {
+            while let Ok(line) = rx.recv_timeout(scaled(Duration::from_millis(500))) {
+                out.push(line);
+            }
+        }
+        let mut err = Vec::new();
+        while let Ok(line) = self.stderr.recv_timeout(scaled(Duration::from_millis(200))) {
+            err.push(line);
+        }
+        (status, took, out, err)
+    }
+}
+
+/// The ids of the BPF programs, maps and links a process holds, from the `prog_id:`,
+/// `map_id:` and `link_id:` lines of its /proc/PID/fdinfo (other tests load their own).
+#[derive(Debug, Default, Clone)]
+pub struct BpfIds {
+    pub progs: Vec<u32>,
+    pub maps: Vec<u32>,
+    pub links: Vec<u32>,
+}
+
+pub fn bpf_ids(pid: i32) -> BpfIds {
+    let mut ids = BpfIds::default();
+    let dir = format!("/proc/{pid}/fdinfo");
+    for entry in std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .flatten()
+    {
+        let Ok(info) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        for line in info.lines() {
+            let Some((key, value)) = line.split_once(':') else {
+                continue;
+            };
+            let Ok(id) = value.trim().parse::<u32>() else {
+                continue;
+            };
+            match key {
+                "prog_id" => ids.progs.push(id),
+                "map_id" => ids.maps.push(id),
+                "link_id" => ids.links.push(id),
+                _ => {}
+            }
+        }
+    }
+    for list in [&mut ids.progs, &mut ids.maps, &mut ids.links] {
+        list.sort_unstable();
+        list.dedup();
+    }
+    ids
+}
+
+/// Which of `ids` the kernel still has loaded.
+pub fn still_loaded(ids: &BpfIds) -> BpfIds {
+    let progs: Vec<u32> = aya::programs::loaded_programs()
+        .flatten()
+        .map(|p| p.id())
+        .collect();
+    let maps: Vec<u32> = aya::maps::loaded_maps().flatten().map(|m| m.id()).collect();
+    let links: Vec<u32> = aya::programs::loaded_links()
+        .flatten()
+        .map(|l| l.id())
+        .collect();
+    let keep = |ours: &[u32], loaded: &[u32]| -> Vec<u32> {
+        ours.iter()
+            .copied()
+            .filter(|id| loaded.contains(id))
+            .collect()
+    };
+    BpfIds {
+        progs: keep(&ids.progs, &progs),
+        maps: keep(&ids.maps, &maps),
+        links: keep(&ids.links, &links),
+    }
+}
+
+/// Waits until none of `ids` is loaded (the kernel frees programs and maps after an RCU
+/// grace period, asynchronously); panics naming what is left after `timeout` (scaled).
+pub fn wait_unloaded(ids: &BpfIds, timeout: Duration) {
+    let timeout = scaled(timeout);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = still_loaded(ids);
+        if left.progs.is_empty() && left.maps.is_empty() && left.links.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still loaded {timeout:?} after the tracer ended: {left:?} (of {ids:?})"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The `events` and `lost` of the tracer's last words on stderr, "sigtrace: N events, M lost".
+pub fn event_totals(stderr: &[String]) -> Option<(u64, u64)> {
+    stderr.iter().rev().find_map(|line| {
+        let rest = line.strip_prefix("sigtrace: ")?;
+        let (events, rest) = rest.split_once(" events, ")?;
+        let lost = rest.strip_suffix(" lost")?;
+        Some((events.parse().ok()?, lost.parse().ok()?))
+    })
+}
