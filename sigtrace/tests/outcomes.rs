@@ -46,7 +46,7 @@ fn a_killing_the_wrapper_orphans_the_binary() {
     let mut wrapper = spawn_ready(&mut wrapper);
     let binary = binary_pid(&wrapper.ready);
     // The binary is ours too (our child's child): end it by pid when the test is done.
-    let _binary_guard = PidGuard(binary);
+    let _binary_guard = PidGuard::new(binary);
     let mut trace = Trace::start(&["--format", "json", "--pid", &wrapper.pid().to_string()]);
     let mut seen = Vec::new();
     wrapper.signal(Signal::SIGTERM);
@@ -76,12 +76,35 @@ fn a_killing_the_wrapper_orphans_the_binary() {
     assert!(std::path::Path::new(&format!("/proc/{binary}")).exists());
 }
 
-/// Kills (SIGKILL) a process the test started indirectly (a child of its child), by pid.
-struct PidGuard(i32);
+/// Kills (SIGKILL) a process the test started indirectly (a child of its child) when the
+/// test ends. Through a pidfd taken while the process surely runs: once it has exited and
+/// been reaped, its pid may belong to anyone, and the pidfd still names only our process.
+struct PidGuard(Option<std::os::fd::OwnedFd>);
+
+impl PidGuard {
+    fn new(pid: i32) -> PidGuard {
+        use std::os::fd::FromRawFd;
+        // SAFETY: pidfd_open takes a pid and flags; the fd it returns is ours to own.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        PidGuard((fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }))
+    }
+}
 
 impl Drop for PidGuard {
     fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0), Signal::SIGKILL);
+        use std::os::fd::AsRawFd;
+        if let Some(fd) = &self.0 {
+            // SAFETY: signals only the process the pidfd names (ESRCH once it is gone).
+            unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    fd.as_raw_fd(),
+                    libc::SIGKILL,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                )
+            };
+        }
     }
 }
 
@@ -135,7 +158,7 @@ fn b_ctrl_c_on_a_pty_fans_out_to_the_foreground_group() {
         }
     };
     let binary = binary_pid(ready.trim());
-    let _guards = (PidGuard(binary), PidGuard(wrapper_pid));
+    let _guards = (PidGuard::new(binary), PidGuard::new(wrapper_pid));
 
     let mut trace = Trace::start(&["--format", "json", "--pgrp", &wrapper_pid.to_string()]);
     let mut seen = Vec::new();
