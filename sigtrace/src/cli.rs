@@ -21,6 +21,9 @@ Examples:
   sigtrace show 3508                       what 3508 catches, ignores, blocks, has pending
   sigtrace diff 3508 3511                  two processes side by side
 
+Signals: INT, TERM and HUP stop tracing (with -- COMMAND a first ^C goes to the command, a
+second stops sigtrace); USR1 prints a stats line on stderr (events, lost, table sizes).
+
 Exit status: 0 done, 1 tracer failure, 2 bad input or missing privilege, 3 events were lost;
 with -- COMMAND, the command's own exit status (128+N when killed by signal N).";
 

@@ -14,7 +14,7 @@ use sigtrace_common::{
 
 use crate::{
     events::Event,
-    signals::{DefaultAction, Handler, Signal, num},
+    signals::{DefaultAction, Handler, SigSet, Signal, num},
 };
 
 /// A fan-out is settled (reported) once every member has exited, or this long after the
@@ -253,6 +253,12 @@ enum FanoutKey {
     },
 }
 
+/// Most generations of one real-time signal kept waiting for their delivery in one queue.
+/// The kernel's own bound (RLIMIT_SIGPENDING, per user) is often ~100,000; a program that
+/// really leaves a thousand of one signal pending without taking any is rare, one that takes
+/// them with sigtimedwait or a signalfd (no delivery event) is not.
+const RT_QUEUE_CAP: usize = 1024;
+
 #[derive(Default)]
 pub struct Correlator {
     next_id: u64,
@@ -269,6 +275,20 @@ pub struct Correlator {
     last_ts: u64,
     /// Size of `pending` at which empty queues are pruned next (grows with live ones).
     prune_at: usize,
+}
+
+impl Correlator {
+    /// Entries in each internal table, for `sigtrace`'s stats line (SIGUSR1): all must stay
+    /// bounded however long a trace runs.
+    pub fn table_sizes(&self) -> [(&'static str, usize); 5] {
+        [
+            ("pending", self.pending.values().map(VecDeque::len).sum()),
+            ("open_fanouts", self.open_fanouts.len()),
+            ("fanout_of", self.fanout_of.len()),
+            ("interest", self.interest.len()),
+            ("dying", self.dying.len()),
+        ]
+    }
 }
 
 /// Who originated a signal: the kernel (faults, timers, tty, SIGCHLD, SIGPIPE) or a process.
@@ -425,7 +445,8 @@ impl Correlator {
             result::IGNORED => Outcome::IgnoredAtGeneration,
             result::ALREADY_PENDING => Outcome::Merged,
             result::OVERFLOW_FAIL => Outcome::Dropped,
-            _ if e.recipient.blocked & (1u64 << ((e.sig - 1) & 63)) != 0 => Outcome::Blocked,
+            // A number outside 1..=64 is in no mask (and `sig - 1` would overflow at i32::MIN).
+            _ if SigSet(e.recipient.blocked).contains(e.sig) => Outcome::Blocked,
             result::LOSE_INFO => Outcome::LostInfo,
             _ => Outcome::Pending,
         };
@@ -440,6 +461,12 @@ impl Correlator {
             // still in our queue for it left without a delivery.
             if e.sig < num::KERNEL_SIGRTMIN {
                 consumed.extend(queue.drain(..).map(|p| p.id));
+            } else if queue.len() >= RT_QUEUE_CAP {
+                // Real-time signals taken with sigtimedwait or a signalfd never reach
+                // signal_deliver: a queue this long is being consumed that way, and its
+                // oldest entries are retired so that memory stays bounded.
+                let excess = queue.len() + 1 - RT_QUEUE_CAP;
+                consumed.extend(queue.drain(..excess).map(|p| p.id));
             }
             queue.push_back(PendingSignal {
                 id,
@@ -491,7 +518,8 @@ impl Correlator {
             },
         };
         let pgid = match &key {
-            FanoutKey::Kill { pid_arg, .. } if *pid_arg < 0 => (-*pid_arg) as u32,
+            // unsigned_abs: -i64::MIN overflows (the kernel side sends 32-bit values only).
+            FanoutKey::Kill { pid_arg, .. } if *pid_arg < 0 => pid_arg.unsigned_abs() as u32,
             _ => e.recipient.pgid,
         };
         let fanout = Fanout {
@@ -721,6 +749,30 @@ mod tests {
         );
     }
 
+    /// Found by fuzzing: a record's signal number is whatever the bytes say, and `sig - 1`
+    /// overflowed at i32::MIN (a panic in debug builds); a group kill's pid argument
+    /// likewise at i64::MIN. Numbers outside 1..=64 are in no mask.
+    #[test]
+    fn out_of_range_numbers_from_a_record_are_not_arithmetic_errors() {
+        let mut c = Correlator::new();
+        let mut out = Vec::new();
+        for (i, sig) in [i32::MIN, -1, 0, 65, i32::MAX].into_iter().enumerate() {
+            let mut e = gen_event(i as u64, 1, 2, sig, 0);
+            e.recipient.blocked = u64::MAX;
+            e.via = via::KILL;
+            e.via_arg = i64::MIN;
+            c.push(Event::Generate(e), &mut out);
+        }
+        c.flush(&mut out);
+        for report in &out {
+            match report {
+                Report::Generate(g) => assert_eq!(g.outcome, Outcome::Pending),
+                Report::Fanout(f) => assert_eq!(f.pgid, 0),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
     #[test]
     fn group_kill_becomes_one_fanout_with_member_outcomes() {
         let mut c = Correlator::new();
@@ -788,6 +840,37 @@ mod tests {
 
     /// Regression: a signal taken by sigwaitinfo (no delivery) must not be paired with the
     /// next delivery of the same signal.
+    #[test]
+    fn a_real_time_queue_taken_without_deliveries_stays_bounded() {
+        let mut c = Correlator::new();
+        let mut out = Vec::new();
+        let rt = num::KERNEL_SIGRTMIN + 2;
+        for _ in 0..RT_QUEUE_CAP + 10 {
+            let mut e = GenerateEvent::default();
+            e.header.kind = sigtrace_common::kind::GENERATE;
+            e.sig = rt;
+            e.target.tgid = 42;
+            e.target.tid = 42;
+            e.group = 1;
+            c.push(Event::Generate(e), &mut out);
+        }
+        let pending: usize = c.pending.values().map(VecDeque::len).sum();
+        assert_eq!(pending, RT_QUEUE_CAP);
+        let retired: Vec<u64> = out
+            .iter()
+            .filter_map(|r| match r {
+                Report::Generate(g) => Some(g.consumed.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(
+            retired,
+            (1..=10).collect::<Vec<u64>>(),
+            "the oldest, in order"
+        );
+    }
+
     #[test]
     fn consumed_standard_signal_is_retired_not_paired() {
         let mut c = Correlator::new();

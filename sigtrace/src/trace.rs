@@ -301,6 +301,8 @@ async fn trace_loop(
     let mut sigterm =
         signal(SignalKind::terminate()).map_err(|e| Error::io("SIGTERM handler", e))?;
     let mut sighup = signal(SignalKind::hangup()).map_err(|e| Error::io("SIGHUP handler", e))?;
+    let mut sigusr1 =
+        signal(SignalKind::user_defined1()).map_err(|e| Error::io("SIGUSR1 handler", e))?;
     stopping::install(held.is_some()).map_err(|e| Error::io("the stop signal handlers", e))?;
     let ring_fd = probes.events.as_fd().try_clone_to_owned();
     let ring = watch(ring_fd.map_err(|e| Error::io("ring buffer fd", e))?)
@@ -349,6 +351,10 @@ async fn trace_loop(
             }
             _ = sigterm.recv() => Ok(Some(End::Stopped)),
             _ = sighup.recv() => Ok(Some(End::Stopped)),
+            _ = sigusr1.recv() => {
+                pump.print_stats(probes, output);
+                Ok(None)
+            }
             _ = async { match &child_fd { Some(fd) => { let _ = fd.readable().await; } None => std::future::pending().await } } => {
                 match held.as_deref().map(|h| h.try_wait()).transpose() {
                     Ok(Some(Some(status))) => Ok(Some(End::CommandEnded(launch::shell_status(status)))),
@@ -461,6 +467,25 @@ impl Pump {
             self.lost_seen = lost;
         }
         Ok(more)
+    }
+
+    /// SIGUSR1 (like dd's): one line on stderr with the events so far, the kernel's loss
+    /// count and the size of every internal table — what a long run watches for growth.
+    fn print_stats(&self, probes: &Probes, output: &Output<Box<dyn Write>>) {
+        let mut line = format!(
+            "sigtrace: stats: events {} lost {} tables",
+            self.events,
+            probes.lost()
+        );
+        for (name, size) in self
+            .correlator
+            .table_sizes()
+            .into_iter()
+            .chain(output.table_sizes())
+        {
+            line.push_str(&format!(" {name}={size}"));
+        }
+        eprintln!("{line}");
     }
 
     fn settle(&mut self, output: &mut Output<Box<dyn Write>>) -> Result<(), Error> {

@@ -427,6 +427,7 @@ fn losses_are_counted_exactly() {
     if !bpf_allowed("losses_are_counted_exactly") {
         return;
     }
+    let _storms = storm_lock();
     const N: u64 = 20_000;
     let mut a = Agent::start("sigt-storm");
     let trace = Trace::start(&[
@@ -752,6 +753,7 @@ fn system_wide_exits_are_the_signalled_ones_unless_all_exits() {
     if !bpf_allowed("system_wide_exits_are_the_signalled_ones_unless_all_exits") {
         return;
     }
+    let _storms = storm_lock();
     // Alone in its gate block, so only its own delivery can open the gate for its exit.
     let block = free_pid_block();
     let mut late = spawn_with_pid(block, || {

@@ -878,3 +878,38 @@ fn wait_taken(pid: i32, sig: Signal) {
         thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// SIGUSR1 asks a running sigtrace for a stats line (events, lost, internal table sizes) on
+/// stderr, and tracing goes on.
+#[test]
+fn sigusr1_prints_stats_and_tracing_goes_on() {
+    if !bpf_allowed("sigusr1_prints_stats_and_tracing_goes_on") {
+        return;
+    }
+    let helper = spawn_ready(&mut perl(TRAP_PERL));
+    let pid = helper.pid();
+    let mut trace = Trace::start(&["--format", "json", "--pid", &pid.to_string()]);
+    let mut seen = Vec::new();
+    helper.signal(Signal::SIGUSR2);
+    trace.wait_for(&mut seen, Duration::from_secs(10), |r| {
+        r["type"] == "generate" && signal_name(r) == "SIGUSR2"
+    });
+    trace.signal(Signal::SIGUSR1);
+    let line = trace.wait_stderr("sigtrace: stats:", Duration::from_secs(10));
+    assert!(line.contains(" lost 0 "), "{line}");
+    for table in ["pending=", "interest=", "summary_open="] {
+        assert!(line.contains(table), "no {table} in {line}");
+    }
+    let events: u64 = line
+        .split_whitespace()
+        .skip_while(|w| *w != "events")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no event count in {line}"));
+    assert!(events >= 1, "{line}");
+    helper.signal(Signal::SIGUSR1);
+    trace.wait_for(&mut seen, Duration::from_secs(10), |r| {
+        r["type"] == "generate" && signal_name(r) == "SIGUSR1"
+    });
+    trace.stop_json(seen);
+}

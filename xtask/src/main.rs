@@ -7,6 +7,7 @@ mod btf_fixtures;
 mod exec;
 mod run;
 mod setup;
+mod soak;
 mod test;
 mod vm;
 
@@ -39,6 +40,13 @@ enum Task {
     Bench(bench::BenchArgs),
     /// Write each matrix kernel's (and this kernel's) BTF to sigtrace/tests/data/btf.
     BtfFixtures,
+    /// Trace the whole machine for --minutes under signal storms, pgrp kills, RT queue
+    /// overflows and fork/exec/exit churn; check nothing is lost unaccounted and memory
+    /// stays flat.
+    Soak(soak::SoakArgs),
+    /// One process of the soak (internal).
+    #[command(hide = true)]
+    SoakWorker(soak::WorkerArgs),
     /// Run CMD as root in a QEMU guest booting a Debian 12 stock kernel (6.1, 6.12, 6.12-rt).
     Vm(vm::VmArgs),
 }
@@ -52,6 +60,8 @@ fn main() -> ExitCode {
         Task::Test(args) => setup::run().and_then(|()| test::run(&args)),
         Task::Bench(args) => setup::run().and_then(|()| bench::run(&args)),
         Task::BtfFixtures => btf_fixtures::run(),
+        Task::Soak(args) => setup::run().and_then(|()| soak::run(&args)),
+        Task::SoakWorker(args) => soak::run_worker(&args),
         // Needs no eBPF toolchain; exits with the guest command's status.
         Task::Vm(args) => return vm::main(&args),
     };

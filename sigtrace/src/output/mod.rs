@@ -74,6 +74,11 @@ impl<W: Write> Output<W> {
         }
     }
 
+    /// The summary's table sizes (the stats line).
+    pub fn table_sizes(&self) -> [(&'static str, usize); 2] {
+        self.summary.table_sizes()
+    }
+
     /// Whether `report` gets a line (or a record) of its own; the summary counts it either
     /// way.
     pub fn shows(&self, report: &Report) -> bool {

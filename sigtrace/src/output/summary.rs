@@ -94,6 +94,14 @@ impl Summary {
         rows
     }
 
+    /// Rows, and generations still waiting for their outcome (the stats line).
+    pub fn table_sizes(&self) -> [(&'static str, usize); 2] {
+        [
+            ("summary_rows", self.rows.len()),
+            ("summary_open", self.open.len()),
+        ]
+    }
+
     /// Total generations counted (equals the number of generate records).
     pub fn generations(&self) -> u64 {
         self.generations

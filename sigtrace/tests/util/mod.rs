@@ -33,6 +33,15 @@ pub fn scaled(timeout: Duration) -> Duration {
     timeout * factor
 }
 
+/// Held by a test that storms and by one that traces the whole machine: the second would
+/// see the first's storm, and its ring could overflow (within one test binary tests run in
+/// parallel threads).
+pub fn storm_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// True when BPF tests can run. Without root they skip with a loud message — except under
 /// CI=true, where that is a failure.
 pub fn bpf_allowed(test: &str) -> bool {
@@ -282,6 +291,22 @@ impl Trace {
 
     pub fn pid(&self) -> i32 {
         self.proc.pid()
+    }
+
+    /// Waits for a line on sigtrace's stderr containing `needle`.
+    pub fn wait_stderr(&mut self, needle: &str, timeout: Duration) -> String {
+        let timeout = scaled(timeout);
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self
+                .stderr
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no stderr line containing {needle:?} within {timeout:?}"),
+            }
+        }
     }
 
     /// Waits until a JSON record satisfying `pred` arrives; returns every record so far.
