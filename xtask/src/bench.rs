@@ -25,9 +25,21 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::{exec::exec, run::BINARY, test::is_root};
+use crate::{run, test::is_root};
 
-const STORM: &str = "target/release/examples/storm";
+/// Where cargo put the release sigtrace and the storm example (set once, at the start).
+static BUILT: std::sync::OnceLock<(std::path::PathBuf, std::path::PathBuf)> =
+    std::sync::OnceLock::new();
+
+fn sigtrace_path() -> &'static std::path::Path {
+    BUILT
+        .get()
+        .map_or(std::path::Path::new("sigtrace"), |b| &b.0)
+}
+
+fn storm_path() -> &'static std::path::Path {
+    BUILT.get().map_or(std::path::Path::new("storm"), |b| &b.1)
+}
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -91,16 +103,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if !is_root() {
         bail!("the benchmark loads BPF programs: run it as root (sudo -E cargo xtask bench)");
     }
-    exec(Command::new("cargo").args([
-        "build",
-        "--release",
-        "--package",
-        "sigtrace",
-        "--bin",
-        "sigtrace",
-        "--example",
-        "storm",
-    ]))?;
+    let built = run::build_release(&["--bin", "sigtrace", "--example", "storm"])?;
+    let _ = BUILT.set((run::find(&built, "sigtrace")?, run::find(&built, "storm")?));
     let mut modes = vec![
         Mode::Untraced,
         Mode::Text,
@@ -345,7 +349,7 @@ fn print_table(modes: &[Mode], samples: &[(Mode, Sample)], args: &BenchArgs, too
 }
 
 fn storm(n: u64) -> anyhow::Result<f64> {
-    let out = Command::new(STORM)
+    let out = Command::new(storm_path())
         .arg(n.to_string())
         .output()
         .context("run storm")?;
@@ -404,7 +408,7 @@ fn interrupt(child: &Child) {
 }
 
 fn run_sigtrace(mode: Mode, n: u64, unrelated: u32, cost: bool) -> anyhow::Result<Sample> {
-    let mut cmd = Command::new(BINARY);
+    let mut cmd = Command::new(sigtrace_path());
     if cost {
         cmd.arg("--cost");
     }

@@ -1,22 +1,64 @@
-//! `cargo xtask build` and `cargo xtask run -- ARGS`.
+//! `cargo xtask build` and `cargo xtask run -- ARGS`, and where cargo put what it built: the
+//! paths come from cargo's own build messages, so CARGO_TARGET_DIR, a workspace-level
+//! target directory or a run from a subdirectory all work.
 
-use std::process::Command;
+use std::{
+    path::PathBuf,
+    process::{Command, Stdio},
+};
 
-use crate::{exec::exec, test::is_root};
+use anyhow::Context as _;
 
-pub const BINARY: &str = "target/release/sigtrace";
+use crate::{exec::stdout_of, test::is_root};
+
+/// Builds `targets` (cargo's target-selection flags, e.g. `--bin sigtrace`) of the sigtrace
+/// package in release mode; returns each built executable by target name.
+pub fn build_release(targets: &[&str]) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let messages = stdout_of(
+        Command::new("cargo")
+            .args(["build", "--release", "--package", "sigtrace"])
+            .args(targets)
+            .arg("--message-format=json-render-diagnostics")
+            .stderr(Stdio::inherit()),
+    )?;
+    Ok(messages
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact")
+        .filter_map(|m| {
+            let name = m["target"]["name"].as_str()?.to_owned();
+            Some((name, PathBuf::from(m["executable"].as_str()?)))
+        })
+        .collect())
+}
+
+/// The release `sigtrace` binary, built if needed.
+pub fn sigtrace_binary() -> anyhow::Result<PathBuf> {
+    find(&build_release(&["--bin", "sigtrace"])?, "sigtrace")
+}
+
+/// The executable of target `name` among `built`.
+pub fn find(built: &[(String, PathBuf)], name: &str) -> anyhow::Result<PathBuf> {
+    built
+        .iter()
+        .find(|(target, _)| target == name)
+        .map(|(_, path)| path.clone())
+        .with_context(|| format!("cargo built no {name} executable"))
+}
 
 pub fn build() -> anyhow::Result<()> {
-    exec(Command::new("cargo").args(["build", "--release", "--package", "sigtrace"]))
+    let binary = sigtrace_binary()?;
+    eprintln!("xtask build: {}", binary.display());
+    Ok(())
 }
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
-    build()?;
+    let binary = sigtrace_binary()?;
     let mut cmd = if is_root() {
-        Command::new(BINARY)
+        Command::new(&binary)
     } else {
         let mut sudo = Command::new("sudo");
-        sudo.arg(BINARY);
+        sudo.arg(&binary);
         sudo
     };
     let status = cmd.args(args).status()?;

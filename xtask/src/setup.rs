@@ -5,7 +5,10 @@
 //! 2. bpf-linker, built from crates.io against the nightly's own libLLVM (there is no
 //!    prebuilt one for it and no system LLVM of that version): a directory holding
 //!    `libLLVM.so` and the library's own file name as symlinks to the nightly's library
-//!    serves as LLVM_PREFIX for the link step and as the binary's run path.
+//!    serves as LLVM_PREFIX for the link step and as the binary's run path. It goes into a
+//!    directory of its own (`$CARGO_HOME/sigtrace-tools/bin`, put first on PATH for every
+//!    task), never over a bpf-linker the user installed; one of theirs that is linked to
+//!    the nightly's LLVM is used as it is.
 
 use std::{
     env,
@@ -24,6 +27,7 @@ const NIGHTLY: &str = "nightly";
 
 pub fn run() -> anyhow::Result<()> {
     let started = Instant::now();
+    put_tools_on_path()?;
     check_nightly()?;
     ensure_rust_src()?;
     ensure_bpf_linker()?;
@@ -34,7 +38,7 @@ pub fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn check_nightly() -> anyhow::Result<()> {
+pub fn check_nightly() -> anyhow::Result<()> {
     let out = capture(Command::new("rustup").args(["toolchain", "list"]))
         .context("step 'find rustup' failed: sigtrace builds its eBPF side with rustup's nightly toolchain; install rustup")?;
     let list = String::from_utf8_lossy(&out.stdout);
@@ -106,6 +110,26 @@ fn nightly_llvm() -> anyhow::Result<NightlyLlvm> {
             )
         })?;
     Ok(NightlyLlvm { major, library })
+}
+
+/// Where setup installs its tools (bin/ below it).
+fn tools_root() -> PathBuf {
+    cargo_home().join("sigtrace-tools")
+}
+
+/// Puts our tool directory first on this process's PATH, so that cargo and rustc (which run
+/// bpf-linker by name) find ours before any other.
+fn put_tools_on_path() -> anyhow::Result<()> {
+    let bin = tools_root().join("bin");
+    let path = env::var_os("PATH").unwrap_or_default();
+    if env::split_paths(&path).next().as_deref() == Some(bin.as_path()) {
+        return Ok(());
+    }
+    let joined = env::join_paths(std::iter::once(bin).chain(env::split_paths(&path)))
+        .context("cannot put the tool directory on PATH")?;
+    // SAFETY: called at the start of a task, before xtask starts any thread.
+    unsafe { env::set_var("PATH", joined) };
+    Ok(())
 }
 
 fn cargo_home() -> PathBuf {
@@ -181,6 +205,10 @@ fn ensure_bpf_linker() -> anyhow::Result<()> {
                 BPF_LINKER_VERSION,
                 "--locked",
                 "--force",
+                "--root",
+            ])
+            .arg(tools_root())
+            .args([
                 "--no-default-features",
                 "--features",
                 &format!("llvm-{}", llvm.major),
@@ -196,9 +224,9 @@ fn ensure_bpf_linker() -> anyhow::Result<()> {
     )?;
     if !linker_matches(&llvm) {
         bail!(
-            "step 'bpf-linker' failed: bpf-linker was installed but is not on PATH or not linked to {}; add {}/bin to PATH",
-            llvm.library.display(),
-            cargo_home().display()
+            "step 'bpf-linker' failed: bpf-linker was installed in {} but does not run linked to {}",
+            tools_root().join("bin").display(),
+            llvm.library.display()
         );
     }
     eprintln!("xtask setup: bpf-linker ready");

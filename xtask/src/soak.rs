@@ -24,7 +24,7 @@ use serde_json::Value;
 
 pub use worker::{WorkerArgs, run as run_worker};
 
-use crate::{exec::stdout_of, test::is_root};
+use crate::test::is_root;
 
 #[derive(clap::Args)]
 pub struct SoakArgs {
@@ -160,31 +160,11 @@ fn parse_tables(line: &str) -> Option<BTreeMap<String, u64>> {
     )
 }
 
-fn sigtrace_binary() -> anyhow::Result<PathBuf> {
-    let messages = stdout_of(
-        Command::new("cargo")
-            .args([
-                "build",
-                "--release",
-                "--package",
-                "sigtrace",
-                "--message-format=json-render-diagnostics",
-            ])
-            .stderr(Stdio::inherit()),
-    )?;
-    messages
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "sigtrace")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .context("cargo built no sigtrace binary")
-}
-
 pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
     if !is_root() {
         bail!("the soak traces the whole machine: run it as root");
     }
-    let sigtrace = sigtrace_binary()?;
+    let sigtrace = crate::run::sigtrace_binary()?;
     let seconds = args.minutes * 60;
     eprintln!(
         "xtask soak: {} minutes, sigtrace {}",
