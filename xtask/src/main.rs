@@ -5,6 +5,7 @@
 mod bench;
 mod btf_fixtures;
 mod exec;
+mod fuzz;
 mod run;
 mod setup;
 mod soak;
@@ -38,6 +39,8 @@ enum Task {
     Test(test::TestArgs),
     /// Overhead on a signal storm: untraced vs sigtrace (text, JSON, filtered) vs bpftrace.
     Bench(bench::BenchArgs),
+    /// Run the cargo-fuzz (libFuzzer) targets of fuzz/ for --seconds each; a crash fails.
+    Fuzz(fuzz::FuzzArgs),
     /// Write each matrix kernel's (and this kernel's) BTF to sigtrace/tests/data/btf.
     BtfFixtures,
     /// Trace the whole machine for --minutes under signal storms, pgrp kills, RT queue
@@ -59,6 +62,8 @@ fn main() -> ExitCode {
         Task::Run { args } => setup::run().and_then(|()| run::run(&args)),
         Task::Test(args) => setup::run().and_then(|()| test::run(&args)),
         Task::Bench(args) => setup::run().and_then(|()| bench::run(&args)),
+        // Needs nightly and cargo-fuzz, not bpf-linker: the targets build without eBPF.
+        Task::Fuzz(args) => fuzz::run(&args),
         Task::BtfFixtures => btf_fixtures::run(),
         Task::Soak(args) => setup::run().and_then(|()| soak::run(&args)),
         Task::SoakWorker(args) => soak::run_worker(&args),

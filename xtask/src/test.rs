@@ -16,8 +16,13 @@ use anyhow::{Context as _, bail};
 
 use crate::{
     exec::{exec, stdout_of},
+    fuzz,
     vm::{self, Kernel, VmOptions},
 };
+
+/// Seconds each fuzz target runs here, after the host's tests (`cargo xtask fuzz` runs
+/// longer, optimized): enough to catch a parser that panics on simple input, little CI time.
+const FUZZ_SECONDS: u64 = 20;
 
 #[derive(clap::Args)]
 pub struct TestArgs {
@@ -75,6 +80,8 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
         time: started.elapsed(),
         boot: None,
     });
+    let (fuzz_row, fuzz_lines) = run_fuzz();
+    rows.push(fuzz_row);
     if !kernels.is_empty() {
         let suite = end_to_end_binaries()?;
         for kernel in &kernels {
@@ -82,6 +89,9 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
         }
     }
     print_table(&rows);
+    for line in &fuzz_lines {
+        println!("  {line}");
+    }
     let failed: Vec<&str> = rows
         .iter()
         .filter(|row| row.outcome.is_err() || row.tally.failed > 0)
@@ -210,6 +220,41 @@ fn run_in_kernel(kernel: &vm::PreparedKernel, suite: &[OsString]) -> Row {
             }
         }
     }
+}
+
+/// Every fuzz target for FUZZ_SECONDS: one row (PASSED and FAILED count targets), and a
+/// line per target for under the table (executions, crashes, the saved inputs).
+fn run_fuzz() -> (Row, Vec<String>) {
+    eprintln!("xtask test: fuzz targets, {FUZZ_SECONDS} s each");
+    let started = Instant::now();
+    let mut tally = Tally::default();
+    let mut lines = Vec::new();
+    let outcome = match fuzz::run_targets(&[], Duration::from_secs(FUZZ_SECONDS), true) {
+        Ok(outcomes) => {
+            for target in &outcomes {
+                lines.push(format!("fuzz: {target}"));
+                if target.passed() {
+                    tally.passed += 1;
+                } else {
+                    tally.failed += 1;
+                    lines.push(format!("fuzz: FAILED {}", target.failure()));
+                }
+            }
+            Ok(())
+        }
+        Err(err) => {
+            eprintln!("xtask test: fuzz: {err:#}");
+            Err(format!("{err}"))
+        }
+    };
+    let row = Row {
+        place: "fuzz (libFuzzer targets)".into(),
+        tally,
+        outcome,
+        time: started.elapsed(),
+        boot: None,
+    };
+    (row, lines)
 }
 
 /// Runs `cmd` with its output passed through, counting the test results it reports.

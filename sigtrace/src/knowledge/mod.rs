@@ -12,6 +12,9 @@ mod process;
 mod show;
 mod style;
 
+// The /proc text parsers, public so that the fuzz targets (fuzz/) reach them.
+pub use process::{parse_stat, parse_status};
+
 use crate::signals::ParseMaskError;
 use clap::{Args, ValueEnum};
 use std::io;

@@ -9,8 +9,8 @@
 use super::Error;
 use crate::escape;
 use crate::signals::{DefaultAction, SigSet, Signal};
-use procfs::process::{Process, Status};
-use procfs::{FromBufRead, ProcError};
+use procfs::process::{Process, Stat, Status};
+use procfs::{FromBufRead, FromRead, ProcError};
 use std::path::Path;
 
 /// A process's signal state and relations, as read at one moment.
@@ -166,7 +166,7 @@ impl ProcessFacts {
         let dir = format!("/proc/{pid}");
         let status = read_status(&dir).map_err(fail)?;
         let comm = read_comm(&dir).map_err(fail)?;
-        let stat = process.stat().map_err(fail)?;
+        let stat = read_stat(&dir).map_err(fail)?;
         let tty = (stat.tty_nr != 0).then(|| {
             let (major, minor) = stat.tty_nr();
             // tty_nr() splits the kernel's encoding; both halves are non-negative.
@@ -245,12 +245,54 @@ fn read_comm(dir: &str) -> Result<Vec<u8>, ProcError> {
     Ok(comm)
 }
 
-/// /proc/…/status through procfs's parser, read lossily first: procfs reads it line by line
-/// as UTF-8 and fails on a process whose name is not (any process can choose such a name).
+/// /proc/…/status, parsed by [`parse_status`].
 fn read_status(dir: &str) -> Result<Status, ProcError> {
     let path = format!("{dir}/status");
     let raw = std::fs::read(&path).map_err(|error| io_error(error, path))?;
-    Status::from_buf_read(String::from_utf8_lossy(&raw).as_bytes())
+    parse_status(&raw)
+}
+
+/// /proc/…/stat, parsed by [`parse_stat`].
+fn read_stat(dir: &str) -> Result<Stat, ProcError> {
+    let path = format!("{dir}/stat");
+    let raw = std::fs::read(&path).map_err(|error| io_error(error, path))?;
+    parse_stat(&raw)
+}
+
+/// The text of /proc/PID/status through procfs's parser, read lossily first: procfs reads it
+/// line by line as UTF-8 and fails on a process whose name is not (any process can choose
+/// such a name). Pure, so that it can be tested and fuzzed without /proc.
+pub fn parse_status(raw: &[u8]) -> Result<Status, ProcError> {
+    Status::from_buf_read(String::from_utf8_lossy(raw).as_bytes())
+}
+
+/// The text of /proc/PID/stat through procfs's parser (which reads it lossily). Pure, so
+/// that it can be tested and fuzzed without /proc.
+///
+/// procfs 0.17 slices the line around the name's parentheses without checking them, and
+/// panics (found by fuzzing) unless a space precedes the first `(` and follows the last `)`,
+/// as in every line the kernel writes (`4242 (a name) S 1 ...`): other text is refused here.
+pub fn parse_stat(raw: &[u8]) -> Result<Stat, ProcError> {
+    // As procfs reads it: lossily, trimmed.
+    let text = String::from_utf8_lossy(raw);
+    let line = text.trim().as_bytes();
+    let shaped = match (
+        line.iter().position(|&b| b == b'('),
+        line.iter().rposition(|&b| b == b')'),
+    ) {
+        (Some(open), Some(close)) => {
+            open < close
+                && open.checked_sub(1).map(|before| line[before]) == Some(b' ')
+                && line.get(close + 1) == Some(&b' ')
+        }
+        _ => false,
+    };
+    if !shaped {
+        return Err(ProcError::Other(
+            "stat is not \"PID (NAME) STATE ...\"".to_owned(),
+        ));
+    }
+    Stat::from_read(raw)
 }
 
 /// An I/O error as procfs reports it, so that `proc_error` treats both alike.
@@ -480,6 +522,46 @@ unknown              /dev/tty        4 1-63 console
         let session = nix::unistd::getsid(None).map(|s| s.as_raw()).unwrap_or(-1);
         assert_eq!((facts.pgrp, facts.session), (pgrp, session));
         assert!(facts.threads.iter().any(|thread| thread.tid == me));
+    }
+
+    #[test]
+    fn parses_status_and_stat_text() {
+        let status = "Name:\tsleep\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t4242\nNgid:\t0\nPid:\t4242\nPPid:\t1\nTracerPid:\t0\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nFDSize:\t64\nGroups:\t\nThreads:\t1\nSigQ:\t0/31335\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000100\nSigBlk:\t0000000000010000\nSigIgn:\t0000000000000004\nSigCgt:\t0000000000004a02\nCapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\nCapEff:\t000001ffffffffff\nCapBnd:\t000001ffffffffff\nCapAmb:\t0000000000000000\n";
+        let status = parse_status(status.as_bytes()).map_err(|e| e.to_string());
+        let status = status.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (status.tgid, status.sigcgt, status.shdpnd),
+            (4242, 0x4a02, 0x100)
+        );
+        // A name with parentheses and spaces, and one that is not UTF-8.
+        for name in [&b"a) (b c"[..], b"\xff\xfe)"] {
+            let mut stat = b"4242 (".to_vec();
+            stat.extend_from_slice(name);
+            stat.extend_from_slice(b") S 1 4242 4242 34816 4242 4194560 0 0 0 0 0 0 0 0 20 0 1 0 100 1000 10 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n");
+            let parsed = parse_stat(&stat).map_err(|e| e.to_string());
+            let parsed = parsed.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!((parsed.pid, parsed.state, parsed.pgrp), (4242, 'S', 4242));
+            assert_eq!(parsed.tty_nr(), (136, 0));
+        }
+    }
+
+    /// Lines the kernel never writes made procfs's stat parser panic (found by fuzzing):
+    /// no space after the last `)` (here before a multi-byte character), `)` before `(`, no
+    /// space before `(`.
+    #[test]
+    fn malformed_stat_is_an_error_not_a_panic() {
+        for text in [
+            &b"1 (a)\xff S 0"[..],
+            b"1 (a)\xc3\xa9 S 0",
+            b"1 (a)",
+            b"1 ) (",
+            b"(a) S 0",
+            b"\xff(a) S 0",
+            b")(",
+            b"",
+        ] {
+            assert!(parse_stat(text).is_err(), "{text:?}");
+        }
     }
 
     #[test]

@@ -283,7 +283,8 @@ pub fn write_report(w: &mut Vec<u8>, report: &Report, stamp: &Stamp) -> io::Resu
                 "  sigaction {} {}: failed (error {}), still {}",
                 Task(&s.task),
                 Signal(s.sig).name(),
-                -s.ret,
+                // -errno; unsigned_abs, as -i32::MIN overflows (a corrupt record).
+                s.ret.unsigned_abs(),
                 Disposition {
                     sig: s.sig,
                     handler: s.new_handler
@@ -311,6 +312,39 @@ pub fn write_report(w: &mut Vec<u8>, report: &Report, stamp: &Stamp) -> io::Resu
         Report::Fanout(f) => {
             write_time(w, f.ts_ns, stamp)?;
             write_fanout(w, f)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sigtrace_common::{Header, SigactionEvent, kind};
+
+    use super::*;
+    use crate::enrich::Clock;
+
+    /// Found by fuzzing: a refused sigaction printed `-ret`, which overflows (a panic in
+    /// debug builds) for a record whose ret is i32::MIN.
+    #[test]
+    fn refused_sigaction_prints_the_errno_of_any_ret() {
+        let stamp = Stamp {
+            clock: Clock::fixed(0, 0),
+            mode: TimeMode::None,
+            utc_offset_s: 0,
+        };
+        for (ret, errno) in [(-22, "error 22"), (i32::MIN, "error 2147483648")] {
+            let mut event = SigactionEvent {
+                header: Header::new(kind::SIGACTION, 1),
+                sig: 9,
+                ret,
+                ..SigactionEvent::default()
+            };
+            event.task.tgid = 42;
+            let mut line = Vec::new();
+            let written = write_report(&mut line, &Report::Sigaction(event), &stamp);
+            assert!(written.is_ok());
+            let line = String::from_utf8_lossy(&line);
+            assert!(line.contains(errno), "{line}");
         }
     }
 }
