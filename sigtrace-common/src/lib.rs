@@ -215,6 +215,30 @@ pub mod result {
     }
 }
 
+/// Why the kernel side dropped a record it meant to send — never "filtered out", and never a
+/// full ring buffer (that is the LOST count). Indexes of the per-CPU `DROPS` array, so the
+/// values are dense from 0 and [`COUNT`] sizes it.
+pub mod drop_reason {
+    /// A kernel structure the record needs could not be read (bpf_probe_read_kernel failed).
+    pub const READ_FAILED: u32 = 0;
+    /// This CPU's scratch slot was missing (cannot happen with a loaded SCRATCH map).
+    pub const SCRATCH_MISSING: u32 = 1;
+    /// A map the record depends on was full (rt_sigaction's entry, kept until its exit).
+    pub const TABLE_FULL: u32 = 2;
+    /// Number of reasons: the length of the `DROPS` map.
+    pub const COUNT: u32 = 3;
+
+    /// The reason's name as userspace prints it, or None for a value it does not know.
+    pub fn name(reason: u32) -> Option<&'static str> {
+        Some(match reason {
+            READ_FAILED => "read_failed",
+            SCRATCH_MISSING => "scratch_missing",
+            TABLE_FULL => "table_full",
+            _ => return None,
+        })
+    }
+}
+
 /// si_code values (include/uapi/asm-generic/siginfo.h) that the kernel side and the user side
 /// both interpret.
 pub mod si {

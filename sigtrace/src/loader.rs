@@ -17,7 +17,7 @@ use aya::{
 };
 use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit, setrlimit};
 use sigtrace_common::{
-    COMM_LEN, Config, KEPT_GATE_ENTRIES, PID_SIDE_WORDS, flag, pid_side_slot, side,
+    COMM_LEN, Config, KEPT_GATE_ENTRIES, PID_SIDE_WORDS, drop_reason, flag, pid_side_slot, side,
 };
 
 use crate::btf::{Btf, BtfError, resolve_offsets};
@@ -137,6 +137,7 @@ pub struct Probes {
     pub ebpf: Ebpf,
     pub events: RingBuf<MapData>,
     pub lost: PerCpuArray<MapData, u64>,
+    pub drops: PerCpuArray<MapData, u64>,
     /// The pids given on the command line that are still alive (their PID_SIDES bits set).
     given_pids: BTreeSet<u32>,
     /// Keeps the kernel's run-time statistics on while held (--cost).
@@ -149,6 +150,49 @@ pub struct ProgramCost {
     pub program: String,
     pub runs: u64,
     pub run_time: Duration,
+}
+
+/// Records the kernel side dropped, over all CPUs, indexed by sigtrace_common::drop_reason:
+/// not filtered out, not lost to a full ring, but given up for the reason named.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drops(pub [u64; drop_reason::COUNT as usize]);
+
+impl Drops {
+    /// The non-zero counts, by reason name.
+    pub fn nonzero(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        (0..drop_reason::COUNT).filter_map(|reason| {
+            let count = self.0[reason as usize];
+            (count > 0).then(|| (drop_reason::name(reason).unwrap_or("unknown"), count))
+        })
+    }
+
+    /// For the final line after "N events, M lost": "; dropped: read_failed 3, table_full 1",
+    /// or nothing when no record was dropped.
+    pub fn suffix(&self) -> String {
+        let listed: Vec<String> = self
+            .nonzero()
+            .map(|(name, count)| format!("{name} {count}"))
+            .collect();
+        if listed.is_empty() {
+            String::new()
+        } else {
+            format!("; dropped: {}", listed.join(", "))
+        }
+    }
+
+    /// For the SIGUSR1 stats line, in its key=value style: " dropped read_failed=3", or
+    /// nothing.
+    pub fn stats(&self) -> String {
+        let listed: String = self
+            .nonzero()
+            .map(|(name, count)| format!(" {name}={count}"))
+            .collect();
+        if listed.is_empty() {
+            String::new()
+        } else {
+            format!(" dropped{listed}")
+        }
+    }
 }
 
 impl ProgramCost {
@@ -210,6 +254,20 @@ impl Probes {
             .get(&0, 0)
             .map(|values| values.iter().sum())
             .unwrap_or(0)
+    }
+
+    /// Records the kernel side dropped for a reason (see [`Drops`]), over all CPUs; a count
+    /// that cannot be read shows as 0, like [`Probes::lost`].
+    pub fn drops(&self) -> Drops {
+        let mut drops = Drops::default();
+        for (reason, total) in (0..drop_reason::COUNT).zip(drops.0.iter_mut()) {
+            *total = self
+                .drops
+                .get(&reason, 0)
+                .map(|values| values.iter().sum())
+                .unwrap_or(0);
+        }
+        drops
     }
 }
 
@@ -483,10 +541,16 @@ pub fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probes, Load
             .ok_or_else(|| LoadError::Load("map LOST missing".into()))?,
     )
     .map_err(load_error)?;
+    let drops = PerCpuArray::try_from(
+        ebpf.take_map("DROPS")
+            .ok_or_else(|| LoadError::Load("map DROPS missing".into()))?,
+    )
+    .map_err(load_error)?;
     Ok(Probes {
         ebpf,
         events,
         lost,
+        drops,
         given_pids: filter.pids.keys().copied().collect(),
         _run_time_stats: run_time_stats,
     })
@@ -495,6 +559,27 @@ pub fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probes, Load
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drops_read_as_named_nonzero_counts() {
+        assert_eq!(Drops::default().suffix(), "");
+        assert_eq!(Drops::default().stats(), "");
+        let mut drops = Drops::default();
+        drops.0[drop_reason::READ_FAILED as usize] = 3;
+        assert_eq!(drops.suffix(), "; dropped: read_failed 3");
+        assert_eq!(drops.stats(), " dropped read_failed=3");
+        drops.0[drop_reason::TABLE_FULL as usize] = 1;
+        assert_eq!(drops.suffix(), "; dropped: read_failed 3, table_full 1");
+        assert_eq!(drops.stats(), " dropped read_failed=3 table_full=1");
+    }
+
+    #[test]
+    fn every_drop_reason_has_a_name() {
+        for reason in 0..drop_reason::COUNT {
+            assert!(drop_reason::name(reason).is_some(), "reason {reason}");
+        }
+        assert_eq!(drop_reason::name(drop_reason::COUNT), None);
+    }
 
     #[test]
     fn a_cost_reads_as_runs_and_ns_per_run() {

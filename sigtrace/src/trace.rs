@@ -256,6 +256,7 @@ pub fn run(args: &TraceArgs) -> Result<u8, Error> {
     let result = runtime.block_on(trace_loop(&mut probes, &mut output, held.as_mut()));
     // Detach before reporting, so nothing stays attached whatever happens next.
     let lost = probes.lost();
+    let drops = probes.drops();
     let costs = args.cost.then(|| probes.costs());
     drop(probes);
     let (mut end, events) = result?;
@@ -276,7 +277,7 @@ pub fn run(args: &TraceArgs) -> Result<u8, Error> {
             "sigtrace: gave up on the output: it took nothing after the stop request (is anyone reading it?); the events not yet written are missing from it"
         );
     }
-    eprintln!("sigtrace: {events} events, {lost} lost");
+    eprintln!("sigtrace: {events} events, {lost} lost{}", drops.suffix());
     if let Some(costs) = costs {
         let listed: Vec<String> = costs.iter().map(ToString::to_string).collect();
         eprintln!("sigtrace: in-kernel cost: {}", listed.join("; "));
@@ -470,12 +471,14 @@ impl Pump {
     }
 
     /// SIGUSR1 (like dd's): one line on stderr with the events so far, the kernel's loss
-    /// count and the size of every internal table — what a long run watches for growth.
+    /// count, the records it dropped by reason (only when some were) and the size of every
+    /// internal table — what a long run watches for growth.
     fn print_stats(&self, probes: &Probes, output: &Output<Box<dyn Write>>) {
         let mut line = format!(
-            "sigtrace: stats: events {} lost {} tables",
+            "sigtrace: stats: events {} lost {}{} tables",
             self.events,
-            probes.lost()
+            probes.lost(),
+            probes.drops().stats()
         );
         for (name, size) in self
             .correlator

@@ -193,6 +193,40 @@ fn text_output_names_signal_result_and_disposition() {
     assert!(err.iter().any(|l| l.contains("events, 0 lost")), "{err:?}");
 }
 
+/// Records the kernel side drops for a reason (an unreadable struct, a full table) are
+/// reported after the loss count, on the final line and in the SIGUSR1 stats line, and only
+/// when there are some. A run through every program (generate, deliver, rt_sigaction, exit)
+/// drops none: both lines keep their plain form.
+#[test]
+fn drop_counts_are_reported_only_when_records_were_dropped() {
+    if !bpf_allowed("drop_counts_are_reported_only_when_records_were_dropped") {
+        return;
+    }
+    let script = r#"$| = 1; $SIG{USR1} = sub { $SIG{HUP} = 'IGNORE'; print "got USR1\n" }; print "ready\n"; sleep 1 while 1;"#;
+    let mut helper = spawn_ready(&mut perl(script));
+    let pid = helper.pid();
+    let mut trace = Trace::start(&["--format", "json", "--sigaction", "--pid", &pid.to_string()]);
+    let mut seen = Vec::new();
+    helper.signal(Signal::SIGUSR1);
+    helper.wait_line("got USR1", WAIT);
+    trace.wait_for(&mut seen, WAIT, |r| r["type"] == "sigaction");
+    helper.signal(Signal::SIGTERM);
+    helper.wait_exit(WAIT);
+    trace.wait_for(&mut seen, WAIT, |r| r["type"] == "exit");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(trace.pid()), Signal::SIGUSR1)
+        .expect("signal the tracer");
+    let stats = trace.wait_stderr("sigtrace: stats: ", WAIT);
+    assert!(
+        stats.contains(" lost 0 tables") && !stats.contains("dropped"),
+        "{stats}"
+    );
+    let (status, _, err) = trace.stop_with(Signal::SIGINT);
+    assert!(status.success(), "{err:?}");
+    // The final line is exactly "N events, M lost": a drop would add "; dropped: ...".
+    assert!(event_totals(&err).is_some(), "{err:?}");
+    assert!(!err.iter().any(|l| l.contains("dropped")), "{err:?}");
+}
+
 #[test]
 fn real_time_signals_are_named_like_kill_l() {
     if !bpf_allowed("real_time_signals_are_named_like_kill_l") {

@@ -1,0 +1,173 @@
+//! A process's signal state: its signal_struct (and window), struct pids, sighand and
+//! k_sigactions, and the siginfo a signal carries.
+
+use aya_ebpf::helpers::bpf_probe_read_kernel_buf;
+use sigtrace_common::SIGNAL_WINDOW;
+
+use super::{FLAGS_WORD, HANDLER_WORD, Tty, at, load, read};
+use crate::maps::{Actions, conf};
+
+/// A `struct signal_struct *`: the process-wide signal state.
+#[derive(Clone, Copy)]
+pub struct Signal(pub u64);
+
+impl Signal {
+    /// signal->group_exec_task: set while an exec kills the other threads.
+    #[inline(always)]
+    pub fn group_exec_task(self) -> u64 {
+        read(self.0, conf!(offsets.signal_group_exec_task))
+    }
+    #[inline(always)]
+    pub fn group_exit_code(self) -> i32 {
+        read(self.0, conf!(offsets.signal_group_exit_code))
+    }
+    /// signal->live: threads not yet exited.
+    #[inline(always)]
+    pub fn live(self) -> i32 {
+        read(self.0, conf!(offsets.signal_live))
+    }
+    /// signal->pids[pid_type].
+    #[inline(always)]
+    pub fn pid(self, pid_type: u32) -> Pid {
+        Pid(read(self.0, conf!(offsets.signal_pids) + pid_type * 8))
+    }
+    /// Its shared_pending, pids and tty, in one read.
+    #[inline(always)]
+    pub fn load_window(self, window: &mut SignalWindow) -> bool {
+        load(
+            &mut window.0,
+            self.0,
+            conf!(offsets.signal_window_start),
+            conf!(offsets.signal_window_len),
+        )
+    }
+}
+
+/// A signal_struct's shared_pending, pids and tty, copied by [`Signal::load_window`].
+#[repr(transparent)]
+pub struct SignalWindow([u8; SIGNAL_WINDOW]);
+
+impl SignalWindow {
+    #[inline(always)]
+    fn field<T: Copy + Default>(&self, off: u32) -> T {
+        at(&self.0, conf!(offsets.signal_window_start), off)
+    }
+    /// signal->shared_pending.signal: the process-wide pending set.
+    #[inline(always)]
+    pub fn shared_pending(&self) -> u64 {
+        self.field(conf!(offsets.signal_shared_pending))
+    }
+    #[inline(always)]
+    pub fn pid(&self, pid_type: u32) -> Pid {
+        Pid(self.field(conf!(offsets.signal_pids) + pid_type * 8))
+    }
+    #[inline(always)]
+    pub fn tty(&self) -> Tty {
+        Tty(self.field(conf!(offsets.signal_tty)))
+    }
+}
+
+/// A `struct pid *`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Pid(pub u64);
+
+impl Pid {
+    /// Its global number (numbers[0].nr).
+    #[inline(always)]
+    pub fn global(self) -> u32 {
+        read(self.0, conf!(offsets.pid_numbers))
+    }
+    /// The level of the pid namespace it was allocated in.
+    #[inline(always)]
+    pub fn level(self) -> u32 {
+        read(self.0, conf!(offsets.pid_level))
+    }
+    /// Its number in the pid namespace at `level` (0 when it is not visible there);
+    /// `global` is its number at level 0, `own_level` its own level if known.
+    #[inline(always)]
+    pub fn at_level(self, global: u32, level: u32, own_level: Option<u32>) -> u32 {
+        if level == 0 {
+            return global;
+        }
+        let own_level: u32 = own_level.unwrap_or_else(|| self.level());
+        if level > own_level || level > 31 {
+            return 0;
+        }
+        read(
+            self.0,
+            conf!(offsets.pid_numbers) + level * conf!(offsets.upid_size),
+        )
+    }
+}
+
+/// A `struct sighand_struct *`: the process's 64 actions.
+#[derive(Clone, Copy)]
+pub struct Sighand(pub u64);
+
+impl Sighand {
+    /// The k_sigaction of `sig`, or None without a sighand or for a signal out of range.
+    #[inline(always)]
+    pub fn action(self, sig: i32) -> Option<KSigaction> {
+        if self.0 == 0 || !(1..=64).contains(&sig) {
+            return None;
+        }
+        Some(KSigaction(
+            self.0
+                + conf!(offsets.sighand_action) as u64
+                + (sig as u64 - 1) * conf!(offsets.k_sigaction_size) as u64,
+        ))
+    }
+    /// All 64 actions in one read; false without a sighand or when unreadable.
+    #[inline(always)]
+    pub fn read_actions(self, actions: &mut Actions) -> bool {
+        self.0 != 0
+            // SAFETY: reads into our own scratch; the source is checked by the helper.
+            && unsafe {
+                bpf_probe_read_kernel_buf(
+                    (self.0 + conf!(offsets.sighand_action) as u64) as *const u8,
+                    core::slice::from_raw_parts_mut(
+                        actions.as_mut_ptr() as *mut u8,
+                        core::mem::size_of::<Actions>(),
+                    ),
+                )
+            }
+            .is_ok()
+    }
+}
+
+/// A `struct k_sigaction *`.
+#[derive(Clone, Copy)]
+pub struct KSigaction(pub u64);
+
+impl KSigaction {
+    #[inline(always)]
+    pub fn handler(self) -> u64 {
+        read(self.0, conf!(offsets.ksa_handler))
+    }
+    #[inline(always)]
+    pub fn flags(self) -> u64 {
+        read(self.0, conf!(offsets.ksa_flags))
+    }
+    #[inline(always)]
+    pub fn mask(self) -> u64 {
+        read(self.0, conf!(offsets.ksa_mask))
+    }
+    /// Handler and flags in one read, at their fixed offsets (checked by the loader).
+    #[inline(always)]
+    pub fn handler_and_flags(self) -> (u64, u64) {
+        let action: [u64; 2] = read(self.0, 0);
+        (action[HANDLER_WORD], action[FLAGS_WORD])
+    }
+}
+
+/// A `struct kernel_siginfo *` (uapi layout: signo, errno, code, then _sifields).
+#[derive(Clone, Copy)]
+pub struct Siginfo(pub u64);
+
+impl Siginfo {
+    /// The first `size_of::<T>()` bytes, in one read.
+    #[inline(always)]
+    pub fn head<T: Default>(self) -> T {
+        read(self.0, 0)
+    }
+}

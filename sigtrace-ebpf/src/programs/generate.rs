@@ -1,0 +1,170 @@
+//! signal_generate: a signal is sent (queued, ignored or refused). The filters are judged
+//! here, where the sender is known; a kept generation carries the recipient's snapshot and
+//! lets its delivery and the target's exit through.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid},
+    macros::raw_tracepoint,
+    programs::RawTracePointContext,
+};
+use sigtrace_common::{
+    COMM_LEN, GenerateEvent, carries_sender, drop_reason, flag, kernel_origin, result, si, side,
+};
+
+use super::{Outcome, finish};
+use crate::emit::{Wakeup, emit};
+use crate::filters::{
+    comm_side, filtered, open_kept_gate, pid_side, remember_kept, side_of, wanted_signal,
+};
+use crate::kernel::{PIDTYPE_PGID, Siginfo, Task, window_ids};
+use crate::maps::{PGRPS, Scratch, TIDS, conf, scratch};
+use crate::snapshot::{sender_syscall, snapshot_recipient};
+
+/// info arguments that are not pointers (include/linux/sched/signal.h).
+const SEND_SIG_NOINFO: u64 = 0;
+const SEND_SIG_PRIV: u64 = 1;
+
+/// signal_generate(int sig, struct kernel_siginfo *info, struct task_struct *task,
+///                 int group, int result)
+#[raw_tracepoint(tracepoint = "signal_generate")]
+pub fn signal_generate(ctx: RawTracePointContext) -> i32 {
+    finish(try_signal_generate(&ctx))
+}
+
+fn try_signal_generate(ctx: &RawTracePointContext) -> Outcome {
+    let sig: i32 = ctx.arg::<u64>(0) as i32;
+    let info: u64 = ctx.arg(1);
+    let task = Task(ctx.arg(2));
+    let group: u64 = ctx.arg(3);
+    let result = ctx.arg::<u64>(4) as u32;
+    let flags = conf!(flags);
+    if !wanted_signal(sig) || (flags & flag::FAILED_ONLY != 0 && result == result::DELIVERED) {
+        return Ok(());
+    }
+    let Some(scratch) = scratch() else {
+        return Err(drop_reason::SCRATCH_MISSING);
+    };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let sender_tgid = (pid_tgid >> 32) as u32;
+    // The target's ids (a small window) decide the filters; the rest is read once kept.
+    if !task.load_ids_window(&mut scratch.windows.target_ids) {
+        return Err(drop_reason::READ_FAILED);
+    }
+    let target_tgid = scratch.windows.target_ids.tgid();
+    let self_tgid = conf!(self_tgid);
+    if target_tgid == self_tgid {
+        return Ok(());
+    }
+    // A timer or another interrupt can raise a signal while sigtrace happens to be current:
+    // only what sigtrace itself sends (through a syscall, so not of kernel origin) is ours
+    // to hide. Judged once the siginfo is read, below.
+    let maybe_own = sender_tgid == self_tgid;
+    if flags & flag::PID_FILTER != 0
+        && pid_side(sender_tgid) & side::SENDER == 0
+        && pid_side(target_tgid) & side::TARGET == 0
+    {
+        return Ok(());
+    }
+    // Filters that need no siginfo first: a rejected signal costs no read of it.
+    if flags & flag::UID_FILTER != 0 && bpf_get_current_uid_gid() as u32 != conf!(uid) {
+        return Ok(());
+    }
+    if flags & flag::TID_FILTER != 0 {
+        let target_tid = scratch.windows.target_ids.pid();
+        if side_of(&TIDS, pid_tgid as u32) & side::SENDER == 0
+            && side_of(&TIDS, target_tid) & side::TARGET == 0
+        {
+            return Ok(());
+        }
+    }
+    if flags & flag::PGRP_FILTER != 0 {
+        let sender_pgid = Task::current().signal().pid(PIDTYPE_PGID).global();
+        let target_pgid = task.signal().pid(PIDTYPE_PGID).global();
+        if side_of(&PGRPS, sender_pgid) & side::SENDER == 0
+            && side_of(&PGRPS, target_pgid) & side::TARGET == 0
+        {
+            return Ok(());
+        }
+    }
+    if flags & flag::COMM_FILTER != 0 {
+        let target_comm: [u8; COMM_LEN] = task.comm();
+        let sender_comm = bpf_get_current_comm().unwrap_or_default();
+        if comm_side(&sender_comm) & side::SENDER == 0
+            && comm_side(&target_comm) & side::TARGET == 0
+        {
+            return Ok(());
+        }
+    }
+    let (code, errno, si_pid, si_uid, info_kind) = if info <= SEND_SIG_PRIV {
+        // What the tracepoint itself reports for these (TP_STORE_SIGINFO).
+        let code = if info == SEND_SIG_NOINFO {
+            si::USER
+        } else {
+            si::KERNEL
+        };
+        (code, 0, 0, 0, 1)
+    } else {
+        // uapi siginfo: errno at 4, code at 8, _sifields at 16 (si_pid, si_uid first for
+        // kill, rt and sigchld). One read of the head.
+        let head: [u32; 6] = Siginfo(info).head();
+        let code = head[2] as i32;
+        let (si_pid, si_uid) = if carries_sender(sig, code) {
+            (head[4], head[5])
+        } else {
+            (0, 0)
+        };
+        (code, head[1] as i32, si_pid, si_uid, 0)
+    };
+    if maybe_own && !kernel_origin(info <= SEND_SIG_PRIV, code) {
+        return Ok(());
+    }
+    if flags & (flag::KERNEL_ONLY | flag::USER_ONLY) != 0 {
+        let from_kernel = kernel_origin(info <= SEND_SIG_PRIV, code);
+        if (flags & flag::KERNEL_ONLY != 0 && !from_kernel)
+            || (flags & flag::USER_ONLY != 0 && from_kernel)
+        {
+            return Ok(());
+        }
+    }
+
+    // Kept: open the target's gate before anything else, so that an exit racing this
+    // generation on another CPU finds it open (an extra open gate only lets an exit through).
+    if !filtered(flags) || result::queued(result) {
+        open_kept_gate(target_tgid);
+    }
+    if !task.load_window(&mut scratch.windows.target) {
+        return Err(drop_reason::READ_FAILED);
+    }
+    let Scratch {
+        windows,
+        since_wakeup,
+        ..
+    } = scratch;
+    emit(Wakeup::Batch(since_wakeup), |event: &mut GenerateEvent| {
+        event.sender.tgid = sender_tgid;
+        event.sender.tid = pid_tgid as u32;
+        event.sender.uid = bpf_get_current_uid_gid() as u32;
+        event.sender.comm = bpf_get_current_comm().unwrap_or_default();
+        window_ids(&windows.target_ids, &windows.target, &mut event.target);
+        event.sig = sig;
+        event.code = code;
+        event.errno = errno;
+        event.group = group as u32;
+        event.result = result;
+        event.si_pid = si_pid;
+        event.si_uid = si_uid;
+        event.info_kind = info_kind;
+        if info_kind == 0 && code <= 0 {
+            let (how, arg) = sender_syscall(windows, pid_tgid, sig);
+            event.via = how;
+            event.via_arg = arg;
+        }
+        snapshot_recipient(windows, sig, &mut event.recipient);
+        // Before submit, as the record always was: by the time userspace sees the
+        // generation, its target is known as kept.
+        if filtered(flags) && result::queued(result) {
+            remember_kept(target_tgid, sig);
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! The recipient's state at the moment a signal is generated (masks, actions, process group,
+//! session, tty), read in the kernel because a process the signal kills is gone before
+//! userspace could read /proc; and how the sender sent it (its syscall registers).
+
+use sigtrace_common::{Recipient, via};
+
+use crate::kernel::{FLAGS_WORD, HANDLER_WORD, PIDTYPE_PGID, PIDTYPE_SID, PIDTYPE_TGID, Pid, Task};
+use crate::maps::Windows;
+
+/// x86_64 syscall numbers whose registers tell how a signal was sent.
+const NR_KILL: u64 = 62;
+const NR_TKILL: u64 = 200;
+const NR_TGKILL: u64 = 234;
+const NR_RT_SIGQUEUEINFO: u64 = 129;
+const NR_RT_TGSIGQUEUEINFO: u64 = 297;
+const NR_PIDFD_SEND_SIGNAL: u64 = 424;
+
+/// The current syscall and its first argument, from the sender's saved user registers:
+/// tells kill(-pgid) from kill(pid), and both from kernel-originated signals. Only a syscall
+/// that sends this very signal counts: a process dying inside kill(2) sends its parent a
+/// SIGCHLD from the same syscall.
+#[inline(always)]
+pub fn sender_syscall(windows: &mut Windows, pid_tgid: u64, sig: i32) -> (u32, i64) {
+    // A stale entry needs this task's address and its pid/tid to be reused together (a pid
+    // wrap-around landing on the same slab slot) before another sender passes here on this
+    // CPU; even then the registers read must name this very signal to be believed.
+    let task = Task::current();
+    if windows.sender_task != task.0 || windows.sender_id != pid_tgid {
+        windows.sender_task = task.0;
+        windows.sender_id = pid_tgid;
+        windows.sender_stack = task.stack();
+    }
+    let regs = &mut windows.regs;
+    if !Task::load_user_regs(windows.sender_stack, regs) {
+        return (via::OTHER, 0);
+    }
+    let (how, sent) = match regs.orig_ax() {
+        NR_KILL => (via::KILL, regs.si()),
+        NR_TKILL => (via::TKILL, regs.si()),
+        NR_TGKILL => (via::TGKILL, regs.dx()),
+        NR_RT_SIGQUEUEINFO => (via::SIGQUEUE, regs.si()),
+        NR_RT_TGSIGQUEUEINFO => (via::SIGQUEUE, regs.dx()),
+        NR_PIDFD_SEND_SIGNAL => (via::PIDFD, regs.si()),
+        _ => return (via::OTHER, 0),
+    };
+    if sent as u32 as i32 != sig {
+        return (via::OTHER, 0);
+    }
+    // kill's pid is an int: sign-extend the low half.
+    (how, regs.di() as u32 as i32 as i64)
+}
+
+/// Global and namespace numbers of a struct pid, reusing `known` (pointer, global, in ns)
+/// when it is the same struct: group and session leaders share one.
+#[inline(always)]
+fn pid_pair(pid: Pid, level: u32, known: &[(Pid, u32, u32); 2]) -> (u32, u32) {
+    for &(ptr, global, in_ns) in known {
+        if ptr == pid && ptr.0 != 0 {
+            return (global, in_ns);
+        }
+    }
+    let global = pid.global();
+    (global, pid.at_level(global, level, None))
+}
+
+/// The recipient's process-wide state, from its task windows (already loaded) and its
+/// signal_struct, pids, tty and sighand.
+#[inline(always)]
+pub fn snapshot_recipient(windows: &mut Windows, sig: i32, out: &mut Recipient) {
+    let task = &windows.target;
+    let tgid = windows.target_ids.tgid();
+    let parent = windows.target_ids.real_parent();
+    let signal = task.signal();
+    out.blocked = task.blocked();
+    let thread_pending = task.pending_signal();
+    let sighand = task.sighand();
+    out.parent_tgid = parent.tgid();
+    if signal.load_window(&mut windows.signal) {
+        let sw = &windows.signal;
+        out.pending = thread_pending | sw.shared_pending();
+        let (tgid_pid, pgid_pid, sid_pid) = (
+            sw.pid(PIDTYPE_TGID),
+            sw.pid(PIDTYPE_PGID),
+            sw.pid(PIDTYPE_SID),
+        );
+        let tty = sw.tty();
+        // Numbers as the recipient sees them: in the namespace of its own (tgid) level.
+        // Group and session leaders share their struct pid: no read for those.
+        let level = tgid_pid.level();
+        let ns_tgid = tgid_pid.at_level(tgid, level, Some(level));
+        let none = (Pid(0), 0, 0);
+        let (pgid, ns_pgid) = pid_pair(pgid_pid, level, &[(tgid_pid, tgid, ns_tgid), none]);
+        let (sid, ns_sid) = pid_pair(
+            sid_pid,
+            level,
+            &[(tgid_pid, tgid, ns_tgid), (pgid_pid, pgid, ns_pgid)],
+        );
+        out.pgid = pgid;
+        out.sid = sid;
+        out.ns_tgid = ns_tgid;
+        out.ns_pgid = ns_pgid;
+        out.ns_sid = ns_sid;
+        out.ns_level = level;
+        if tty.0 != 0 {
+            let fg = tty.name_and_pgrp(&mut windows.tty, &mut out.tty);
+            out.tty_fg_pgid = if fg == pgid_pid { pgid } else { fg.global() };
+        }
+    }
+    let actions = &mut windows.actions;
+    if !sighand.read_actions(actions) {
+        return;
+    }
+    // Fixed layout (checked by the loader): the loop unrolls into constant-offset loads.
+    let mut caught = 0u64;
+    let mut ignored = 0u64;
+    for (i, action) in actions.iter().enumerate() {
+        let handler = action[HANDLER_WORD];
+        ignored |= u64::from(handler == 1) << i;
+        caught |= u64::from(handler > 1) << i;
+    }
+    out.caught = caught;
+    out.ignored = ignored;
+    let own = &actions[(sig as usize).wrapping_sub(1) & 63];
+    out.handler = own[HANDLER_WORD];
+    out.sa_flags = own[FLAGS_WORD];
+}
