@@ -800,6 +800,7 @@ use Time::HiRes qw(time);
 my ($end, $tracer) = (time + $ARGV[0], getppid());
 $SIG{INT} = sub { open my $f, '>>', $ARGV[1]; print $f "INT\n"; close $f };
 $SIG{USR1} = sub { };
+{ open my $f, '>>', $ARGV[1]; print $f "ready\n"; close $f }
 while (time < $end && getppid() == $tracer) { kill 'USR1', $$ for 1 .. 1000 }
 "#;
 
@@ -824,13 +825,16 @@ fn launch_mode_second_sigint_stops_promptly() {
     );
     let pid = trace.pid();
     let group = nix::unistd::Pid::from_raw(pid);
-    let count = || {
-        std::fs::read_to_string(&caught)
-            .unwrap_or_default()
-            .lines()
-            .count()
-    };
-    thread::sleep(Duration::from_millis(500)); // well into the storm
+    let lines = || std::fs::read_to_string(&caught).unwrap_or_default();
+    let count = || lines().lines().filter(|l| *l == "INT").count();
+    // Its handler installed (perl starts slowly in an emulated guest), then well into the
+    // storm.
+    let ready = deadline(WAIT);
+    while !lines().contains("ready") {
+        assert!(Instant::now() < ready, "the command did not start");
+        thread::sleep(Duration::from_millis(10));
+    }
+    thread::sleep(Duration::from_millis(500));
 
     nix::sys::signal::killpg(group, Signal::SIGINT).expect("^C to our group");
     // Taken (its handler ran, no longer pending) before the second is sent: the kernel

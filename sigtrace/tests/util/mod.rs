@@ -550,7 +550,8 @@ pub fn event_totals(stderr: &[String]) -> Option<(u64, u64)> {
     stderr.iter().rev().find_map(|line| {
         let rest = line.strip_prefix("sigtrace: ")?;
         let (events, rest) = rest.split_once(" events, ")?;
-        let lost = rest.strip_suffix(" lost")?;
+        // "N lost", or "N lost; dropped: …" when the kernel side dropped records.
+        let lost = rest.split(';').next()?.strip_suffix(" lost")?;
         Some((events.parse().ok()?, lost.parse().ok()?))
     })
 }
