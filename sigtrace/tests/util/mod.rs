@@ -261,13 +261,17 @@ impl Trace {
         Self::ready(child, read_end)
     }
 
-    fn ready(mut child: Child, stdout: impl Read + Send + 'static) -> Trace {
-        let stdout = line_channel(stdout);
+    fn ready(child: Child, stdout: impl Read + Send + 'static) -> Trace {
+        Self::ready_with(child, Some(line_channel(stdout)))
+    }
+
+    /// Waits for "ready" on the tracer's stderr; `lines` are its stdout's, when collected.
+    fn ready_with(mut child: Child, lines: Option<mpsc::Receiver<String>>) -> Trace {
         let stderr = line_channel(child.stderr.take().expect("stderr"));
         let mut trace = Trace {
             proc: Owned {
                 child,
-                lines: Some(stdout),
+                lines,
                 ready: String::new(),
             },
             stderr,
@@ -391,35 +395,12 @@ impl Trace {
     /// As [`Trace::start_with`], but stdout stays as the caller set it up (a file, a pipe of
     /// the test's own, a closed fd...) and is not collected.
     pub fn start_uncollected(cmd: &mut Command) -> Trace {
-        let mut child = cmd
+        let child = cmd
             .stderr(Stdio::piped())
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn sigtrace");
-        let stderr = line_channel(child.stderr.take().expect("stderr"));
-        let mut trace = Trace {
-            proc: Owned {
-                child,
-                lines: None,
-                ready: String::new(),
-            },
-            stderr,
-        };
-        let deadline = Instant::now() + scaled(Duration::from_secs(20));
-        loop {
-            match trace
-                .stderr
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(line) if line.contains("sigtrace: ready") => break,
-                Ok(line) => eprintln!("sigtrace stderr: {line}"),
-                Err(_) => {
-                    let status = trace.proc.child.try_wait();
-                    panic!("sigtrace did not get ready (status {status:?})");
-                }
-            }
-        }
-        trace
+        Self::ready_with(child, None)
     }
 
     /// Sends `sig` to the tracer (our own child, by pid).
