@@ -197,7 +197,23 @@ fn run_in_kernel(kernel: &vm::PreparedKernel, suite: &[OsString]) -> Row {
     };
     let place = format!("{} ({})", kernel.kernel, kernel.release);
     let started = Instant::now();
-    match vm::run_in_vm(kernel, &cmd, &opts) {
+    let mut result = vm::run_in_vm(kernel, &cmd, &opts);
+    let mut place = place;
+    if let Err(err) = &result
+        && format!("{err}").contains("kernel panic in the guest")
+    {
+        // Seen once in ~10 guest runs: an int3 Oops in get_signal while the kernel
+        // live-patches a tracepoint's static branch (attach/detach) — QEMU's multi-threaded
+        // TCG and cross-modifying code, not something a BPF program can cause. The suite
+        // runs once more, and the table says so.
+        eprintln!(
+            "xtask test: WARNING: {} panicked (above); running its suite once more",
+            kernel.kernel
+        );
+        place.push_str(", rerun after a guest kernel panic");
+        result = vm::run_in_vm(kernel, &cmd, &opts);
+    }
+    match result {
         Ok(outcome) => {
             let mut tally = Tally::default();
             for line in &outcome.output {
