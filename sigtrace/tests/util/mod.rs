@@ -42,6 +42,24 @@ pub fn storm_lock() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+static ALONE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Taken by a test that counts every record its tracer's kernel side lets through, even the
+/// exit of another test's process whose pid shares a gate slot with its target's: it runs
+/// alone in its binary (tests that take [`beside_others`] wait).
+pub fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+    ALONE
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Taken by the other tests of a binary that has an [`alone`] test.
+pub fn beside_others() -> std::sync::RwLockReadGuard<'static, ()> {
+    ALONE
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// True when BPF tests can run. Without root they skip with a loud message — except under
 /// CI=true, where that is a failure.
 pub fn bpf_allowed(test: &str) -> bool {
