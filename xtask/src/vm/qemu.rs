@@ -230,7 +230,7 @@ fn qemu_args(kernel: &PreparedKernel, out: &Path, opts: &VmOptions, accel: Accel
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
     match accel {
         Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
-        _ => push(&["-accel", "tcg,thread=multi", "-cpu", "max"]),
+        _ => push(&["-accel", "tcg,thread=single", "-cpu", "max"]),
     }
     push(&[
         "-m",
@@ -460,7 +460,7 @@ mod tests {
         let text: Vec<String> = args.iter().map(|a| a.to_string_lossy().into()).collect();
         assert_eq!(
             text.join(" "),
-            "-accel tcg,thread=multi -cpu max -m 2048 -smp 2 -nographic -no-reboot -nic none \
+            "-accel tcg,thread=single -cpu max -m 2048 -smp 2 -nographic -no-reboot -nic none \
              -virtfs local,path=/,mount_tag=root,security_model=none,readonly=on,multidevs=remap \
              -virtfs local,path=/tmp/o,,ut,mount_tag=out,security_model=none \
              -kernel /c/k/boot/vmlinuz-6.1.0-48-amd64 -initrd /c/i.cpio.gz \
