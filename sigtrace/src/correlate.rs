@@ -14,7 +14,7 @@ use sigtrace_common::{
 
 use crate::{
     events::Event,
-    signals::{DefaultAction, Handler, SigSet, Signal, num},
+    signals::{DefaultAction, Disposition, SigSet, Signal, num},
 };
 
 /// A fan-out is settled (reported) once every member has exited, or this long after the
@@ -356,10 +356,10 @@ pub fn delivery_outcome(sig: i32, handler: u64, group_exit_code: i32) -> (Outcom
             ExitStatus::Exited(_) => (Outcome::Terminated { core: false }, None),
         };
     }
-    let outcome = match Handler::from_raw(handler) {
-        Handler::Address(_) => Outcome::Handled,
-        Handler::Ignore => Outcome::Ignored,
-        Handler::Default => match Signal(sig).default_action() {
+    let outcome = match Disposition::from_sa_handler(handler) {
+        Disposition::Caught(_) => Outcome::Handled,
+        Disposition::Ignored => Outcome::Ignored,
+        Disposition::Default => match Signal(sig).default_action() {
             DefaultAction::Ign => Outcome::Ignored,
             DefaultAction::Stop => Outcome::Stopped,
             DefaultAction::Cont => Outcome::Continued,

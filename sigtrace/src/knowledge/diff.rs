@@ -4,27 +4,30 @@
 //! highlighted on a terminal), and a last line lists the differing signals.
 
 use super::process::{ProcessFacts, SignalState};
-use super::show::{self, LABEL_WIDTH, NAME_WIDTH, ProcessJson, SignalJson};
+use super::show::{self, Fact, LABEL_WIDTH, NAME_WIDTH, ProcessJson, SignalJson};
 use super::style::{Paint, Style};
 use super::{DiffArgs, Error, OutputFormat};
+use crate::output::json::{NamedSignal, SCHEMA_VERSION};
 use serde::Serialize;
 use std::io::Write;
 
+/// `diff --format json`: both processes as `show` prints them, and what differs.
 #[derive(Serialize)]
-struct DiffJson {
+struct DiffRecord {
+    v: u32,
+    r#type: &'static str,
     left: ProcessJson,
     right: ProcessJson,
-    /// The process facts that differ: "parent", "pgrp", "session", "tty", "caught",
-    /// "ignored", "blocked", "pending_thread", "pending_shared".
-    differing_facts: Vec<String>,
+    /// The process fields that differ: "ppid", "pgid", "sid", "tty", and the masks
+    /// "caught", "ignored", "blocked", "pending_thread", "pending_shared".
+    differing_facts: Vec<&'static str>,
     /// The signals whose state differs, in number order.
     differing: Vec<SignalDiffJson>,
 }
 
 #[derive(Serialize)]
 struct SignalDiffJson {
-    number: i32,
-    name: String,
+    signal: NamedSignal,
     /// Which of "disposition", "blocked", "pending_thread", "pending_shared" differ.
     fields: Vec<&'static str>,
     left: SignalJson,
@@ -49,19 +52,37 @@ fn differing_fields(left: &SignalState, right: &SignalState) -> Vec<&'static str
     fields
 }
 
+/// One fact line of both processes.
+struct ComparedFact {
+    label: &'static str,
+    key: &'static str,
+    left: String,
+    right: String,
+    differs: bool,
+}
+
 /// Fact lines compared line by line; the first ("process", the pids) always differs and is
 /// not counted.
-fn compared_facts(
-    left: &ProcessFacts,
-    right: &ProcessFacts,
-) -> Vec<(&'static str, String, String, bool)> {
+fn compared_facts(left: &ProcessFacts, right: &ProcessFacts) -> Vec<ComparedFact> {
     show::fact_lines(left)
         .into_iter()
         .zip(show::fact_lines(right))
-        .map(|((label, a), (_, b))| {
-            let differs = label != "process" && a != b;
-            (label, a, b, differs)
-        })
+        .map(
+            |(
+                Fact {
+                    label,
+                    key,
+                    value: a,
+                },
+                Fact { value: b, .. },
+            )| ComparedFact {
+                label,
+                key,
+                differs: key != "pid" && a != b,
+                left: a,
+                right: b,
+            },
+        )
         .collect()
 }
 
@@ -74,6 +95,16 @@ pub(super) fn run(args: &DiffArgs, out: &mut dyn Write) -> Result<(), Error> {
     };
     let left = ProcessFacts::read(left_pid, args.threads)?;
     let right = ProcessFacts::read(right_pid, args.threads)?;
+    write(out, args, &left, &right)
+}
+
+/// The two processes compared, as `args` asks: the text table or one JSON record.
+fn write(
+    out: &mut dyn Write,
+    args: &DiffArgs,
+    left: &ProcessFacts,
+    right: &ProcessFacts,
+) -> Result<(), Error> {
     let left_states = left.masks.signal_states();
     let right_states = right.masks.signal_states();
     let pairs: Vec<(&SignalState, &SignalState, Vec<&'static str>)> = left_states
@@ -90,20 +121,21 @@ pub(super) fn run(args: &DiffArgs, out: &mut dyn Write) -> Result<(), Error> {
                     .is_some_and(|(_, _, fields)| !fields.is_empty())
             };
             let keep = |state: &SignalState| !args.changed || differs(state);
-            let json = DiffJson {
-                left: ProcessJson::new(&left, args.threads, keep),
-                right: ProcessJson::new(&right, args.threads, keep),
-                differing_facts: compared_facts(&left, &right)
+            let json = DiffRecord {
+                v: SCHEMA_VERSION,
+                r#type: "diff",
+                left: ProcessJson::new(left, args.threads, keep),
+                right: ProcessJson::new(right, args.threads, keep),
+                differing_facts: compared_facts(left, right)
                     .into_iter()
-                    .filter(|(_, _, _, differs)| *differs)
-                    .map(|(label, ..)| label.replace(' ', "_"))
+                    .filter(|fact| fact.differs)
+                    .map(|fact| fact.key)
                     .collect(),
                 differing: pairs
                     .iter()
                     .filter(|(_, _, fields)| !fields.is_empty())
                     .map(|(a, b, fields)| SignalDiffJson {
-                        number: a.signal.0,
-                        name: a.signal.name().into_owned(),
+                        signal: NamedSignal::new(a.signal.0),
                         fields: fields.clone(),
                         left: SignalJson::new(a),
                         right: SignalJson::new(b),
@@ -115,7 +147,7 @@ pub(super) fn run(args: &DiffArgs, out: &mut dyn Write) -> Result<(), Error> {
         }
         OutputFormat::Text => {
             let style = Style::new(args.output.color);
-            write_text(out, args, style, &left, &right, &pairs)?;
+            write_text(out, args, style, left, right, &pairs)?;
         }
     }
     Ok(())
@@ -123,7 +155,7 @@ pub(super) fn run(args: &DiffArgs, out: &mut dyn Write) -> Result<(), Error> {
 
 /// A cell of the signal table: "caught, blocked, pending shared".
 fn cell(state: &SignalState) -> String {
-    let mut text = state.disposition.describe();
+    let mut text = state.describe();
     if state.blocked {
         text.push_str(", blocked");
     }
@@ -151,13 +183,18 @@ fn write_text(
     pairs: &[(&SignalState, &SignalState, Vec<&'static str>)],
 ) -> Result<(), Error> {
     let facts = compared_facts(left, right);
-    let fact_width = facts.iter().map(|(_, a, ..)| a.len()).max().unwrap_or(0);
-    for (label, a, b, differs) in &facts {
+    let fact_width = facts.iter().map(|fact| fact.left.len()).max().unwrap_or(0);
+    for fact in &facts {
+        let (label, differs) = (fact.label, fact.differs);
         let line = format!(
             "{} {label:<LABEL_WIDTH$} {}  {}",
-            marker(*differs, style),
-            style.paint_if(*differs, Paint::Differs, &format!("{a:<fact_width$}")),
-            style.paint_if(*differs, Paint::Differs, b),
+            marker(differs, style),
+            style.paint_if(
+                differs,
+                Paint::Differs,
+                &format!("{:<fact_width$}", fact.left)
+            ),
+            style.paint_if(differs, Paint::Differs, &fact.right),
         );
         writeln!(out, "{}", line.trim_end())?;
     }
@@ -218,6 +255,7 @@ mod tests {
     use super::super::{ColorChoice, OutputArgs};
     use super::*;
     use crate::signals::{SigSet, num};
+    use serde_json::json;
 
     fn bit(sig: i32) -> u64 {
         1 << (sig - 1)
@@ -228,6 +266,7 @@ mod tests {
             pid,
             tgid: pid,
             comm: "bash".into(),
+            uid: 0,
             state: 'S',
             parent: Relative {
                 pid: 1,
@@ -291,6 +330,72 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("* pgrp"));
+    }
+
+    #[test]
+    fn json_is_a_diff_record_of_two_show_processes() {
+        let wrapper = facts(100, 100, bit(num::SIGCHLD), bit(num::SIGINT));
+        let mut binary = facts(101, 101, bit(num::SIGINT), 0);
+        binary.masks.blocked = SigSet(bit(num::SIGTERM));
+        let mut args = DiffArgs {
+            pids: vec![100, 101],
+            threads: false,
+            changed: true,
+            output: OutputArgs {
+                format: OutputFormat::Json,
+                color: ColorChoice::Never,
+            },
+        };
+        let mut out = Vec::new();
+        let result = write(&mut out, &args, &wrapper, &binary);
+        assert!(result.is_ok(), "{result:?}");
+        let records = crate::output::tests::schema_valid_lines(&out);
+        assert_eq!(records.len(), 1);
+        let diff = &records[0];
+        assert_eq!((&diff["v"], &diff["type"]), (&json!(2), &json!("diff")));
+        assert_eq!(
+            (&diff["left"]["pid"], &diff["right"]["pid"]),
+            (&json!(100), &json!(101))
+        );
+        assert!(diff["left"].get("v").is_none() && diff["left"].get("type").is_none());
+        assert_eq!(
+            diff["differing_facts"],
+            json!(["pgid", "caught", "ignored", "blocked"])
+        );
+        let differing: Vec<(&serde_json::Value, &serde_json::Value)> = diff["differing"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| (&d["signal"]["name"], &d["fields"]))
+            .collect();
+        assert_eq!(
+            differing,
+            [
+                (&json!("SIGINT"), &json!(["disposition"])),
+                (&json!("SIGTERM"), &json!(["blocked"])),
+                (&json!("SIGCHLD"), &json!(["disposition"])),
+            ]
+        );
+        let int = &diff["differing"][0];
+        assert_eq!(int["left"]["disposition"]["action"], "ignored");
+        assert_eq!(int["right"]["disposition"]["action"], "caught");
+        assert_eq!(
+            int["left"]["signal"],
+            json!({"number": 2, "name": "SIGINT"})
+        );
+        // --changed: each process lists only the differing signals.
+        let listed = diff["left"]["signals"].as_array().map(Vec::len);
+        assert_eq!(listed, Some(3));
+        args.changed = false;
+        out.clear();
+        assert!(write(&mut out, &args, &wrapper, &wrapper).is_ok());
+        let same = crate::output::tests::schema_valid_lines(&out);
+        assert_eq!(same[0]["differing"], json!([]));
+        assert_eq!(same[0]["differing_facts"], json!([]));
+        assert_eq!(
+            same[0]["right"]["signals"].as_array().map(Vec::len),
+            Some(64)
+        );
     }
 
     #[test]

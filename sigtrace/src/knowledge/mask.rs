@@ -6,18 +6,21 @@
 
 use super::style::{Paint, Style};
 use super::{Error, MaskArgs, OutputFormat};
+use crate::output::json::{Mask, SCHEMA_VERSION};
 use crate::signals::{MaskFormat, SigSet, Signal};
 use serde::Serialize;
 use std::io::Write;
 
-/// One decoded mask, as JSON prints it.
+/// One decoded mask, as JSON prints it: a record with `v` and `type` like every other.
 #[derive(Serialize)]
 struct MaskJson<'a> {
+    v: u32,
+    r#type: &'static str,
     /// The argument as given.
     input: &'a str,
     /// The label of a pasted /proc line ("SigCgt"), if there was one.
     label: Option<&'a str>,
-    hex: String,
+    hex: Mask,
     /// Decimal as a string: JSON readers that use doubles would round a 64-bit value.
     decimal: String,
     bits: String,
@@ -62,9 +65,11 @@ pub(super) fn run(args: &MaskArgs, out: &mut dyn Write) -> Result<(), Error> {
         OutputFormat::Json => {
             for mask in &decoded {
                 let json = MaskJson {
+                    v: SCHEMA_VERSION,
+                    r#type: "mask",
                     input: mask.input,
                     label: mask.label,
-                    hex: mask.set.hex(),
+                    hex: Mask(mask.set.0),
                     decimal: mask.set.0.to_string(),
                     bits: mask.set.bits(),
                     count: mask.set.len(),
@@ -230,11 +235,17 @@ mod tests {
         let mut args = mask_args(&["0x4b813eff", "SigIgn: 0000000000000004"]);
         args.output.format = OutputFormat::Json;
         let text = render(&args);
-        let objects: Vec<serde_json::Value> = text
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap_or_default())
-            .collect();
+        let objects = crate::output::tests::schema_valid_lines(text.as_bytes());
         assert_eq!(objects.len(), 2);
+        assert_eq!(
+            (&objects[0]["v"], &objects[0]["type"]),
+            (&2.into(), &"mask".into())
+        );
+        assert_eq!(objects[0]["decimal"], "1266761471");
+        assert_eq!(
+            objects[0]["bits"],
+            "0b00000000_00000000_00000000_00000000_01001011_10000001_00111110_11111111"
+        );
         assert_eq!(objects[0]["count"], 19);
         assert_eq!(objects[0]["hex"], "0x000000004b813eff");
         assert_eq!(objects[0]["label"], serde_json::Value::Null);

@@ -8,20 +8,22 @@
 
 use super::Error;
 use crate::escape;
-use crate::signals::{DefaultAction, SigSet, Signal};
+use crate::signals::{Disposition, SigSet, Signal};
 use procfs::process::{Process, Stat, Status};
 use procfs::{FromBufRead, FromRead, ProcError};
 use std::path::Path;
 
 /// A process's signal state and relations, as read at one moment.
 #[derive(Debug, Clone)]
-pub struct ProcessFacts {
+pub(super) struct ProcessFacts {
     /// The pid asked for (a thread id shows that thread's blocked and pending signals).
     pub pid: i32,
     /// The thread group (process) it belongs to; equals `pid` for a process.
     pub tgid: i32,
     /// The command name as the kernel holds it: any bytes the process chose.
     pub comm: Vec<u8>,
+    /// The real uid.
+    pub uid: u32,
     /// State letter as in ps (R, S, D, Z, T, ...).
     pub state: char,
     pub parent: Relative,
@@ -38,7 +40,7 @@ pub struct ProcessFacts {
 
 /// Another process named by pid, with its command name when it could be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Relative {
+pub(super) struct Relative {
     pub pid: i32,
     pub comm: Option<Vec<u8>>,
 }
@@ -46,7 +48,7 @@ pub struct Relative {
 /// The five masks of /proc/PID/status. Caught and ignored are per process (shared by all
 /// threads); blocked and thread-pending belong to the thread `pid`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Masks {
+pub(super) struct Masks {
     pub caught: SigSet,
     pub ignored: SigSet,
     pub blocked: SigSet,
@@ -56,7 +58,7 @@ pub struct Masks {
 
 /// A terminal device, named the way ps names it ("pts/3", "tty1", "ttyS0").
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tty {
+pub(super) struct Tty {
     pub name: String,
     pub major: u32,
     pub minor: u32,
@@ -64,46 +66,16 @@ pub struct Tty {
 
 /// One thread's blocked and (thread-directed) pending signals.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ThreadFacts {
+pub(super) struct ThreadFacts {
     pub tid: i32,
     pub comm: Vec<u8>,
     pub blocked: SigSet,
     pub pending: SigSet,
 }
 
-/// What the process does with a signal when it arrives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Disposition {
-    /// A handler is installed.
-    Caught,
-    /// SIG_IGN.
-    Ignored,
-    /// SIG_DFL, with the action that means for this signal.
-    Default(DefaultAction),
-}
-
-impl Disposition {
-    /// "caught", "ignored" or "default" (JSON and the diff's field names).
-    pub fn kind(self) -> &'static str {
-        match self {
-            Disposition::Caught => "caught",
-            Disposition::Ignored => "ignored",
-            Disposition::Default(_) => "default",
-        }
-    }
-
-    /// "caught", "ignored", "default: Term".
-    pub fn describe(self) -> String {
-        match self {
-            Disposition::Default(action) => format!("default: {}", action.as_str()),
-            other => other.kind().to_owned(),
-        }
-    }
-}
-
 /// One signal's state in one process: a row of the psig-like table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SignalState {
+pub(super) struct SignalState {
     pub signal: Signal,
     pub disposition: Disposition,
     pub blocked: bool,
@@ -113,15 +85,20 @@ pub struct SignalState {
 
 impl SignalState {
     /// Whether anything about the signal is not the plain default.
-    pub fn is_notable(&self) -> bool {
-        !matches!(self.disposition, Disposition::Default(_))
+    pub(super) fn is_notable(&self) -> bool {
+        self.disposition != Disposition::Default
             || self.blocked
             || self.pending_thread
             || self.pending_shared
     }
 
+    /// "caught", "ignored", "default: Term".
+    pub(super) fn describe(&self) -> String {
+        self.disposition.describe(self.signal)
+    }
+
     /// "thread", "shared", "thread+shared", or "" when not pending.
-    pub fn pending_text(&self) -> &'static str {
+    pub(super) fn pending_text(&self) -> &'static str {
         match (self.pending_thread, self.pending_shared) {
             (true, true) => "thread+shared",
             (true, false) => "thread",
@@ -133,23 +110,14 @@ impl SignalState {
 
 impl Masks {
     /// The state of every signal 1..=64, in number order.
-    pub fn signal_states(&self) -> Vec<SignalState> {
+    pub(super) fn signal_states(&self) -> Vec<SignalState> {
         Signal::all()
-            .map(|signal| {
-                let disposition = if self.caught.contains(signal.0) {
-                    Disposition::Caught
-                } else if self.ignored.contains(signal.0) {
-                    Disposition::Ignored
-                } else {
-                    Disposition::Default(signal.default_action())
-                };
-                SignalState {
-                    signal,
-                    disposition,
-                    blocked: self.blocked.contains(signal.0),
-                    pending_thread: self.pending_thread.contains(signal.0),
-                    pending_shared: self.pending_shared.contains(signal.0),
-                }
+            .map(|signal| SignalState {
+                signal,
+                disposition: Disposition::from_masks(signal.0, self.caught, self.ignored),
+                blocked: self.blocked.contains(signal.0),
+                pending_thread: self.pending_thread.contains(signal.0),
+                pending_shared: self.pending_shared.contains(signal.0),
             })
             .collect()
     }
@@ -157,7 +125,7 @@ impl Masks {
 
 impl ProcessFacts {
     /// Reads process `pid`; with `threads`, each thread's masks too.
-    pub fn read(pid: i32, threads: bool) -> Result<ProcessFacts, Error> {
+    pub(super) fn read(pid: i32, threads: bool) -> Result<ProcessFacts, Error> {
         if pid <= 0 {
             return Err(Error::InvalidPid { pid });
         }
@@ -187,6 +155,7 @@ impl ProcessFacts {
             pid,
             tgid: status.tgid,
             comm,
+            uid: status.ruid,
             state: stat.state,
             parent: relative(stat.ppid),
             pgrp: stat.pgrp,
@@ -205,19 +174,19 @@ impl ProcessFacts {
     }
 
     /// Whether the process's group is the terminal's foreground group.
-    pub fn in_foreground(&self) -> Option<bool> {
+    pub(super) fn in_foreground(&self) -> Option<bool> {
         self.tty_foreground_pgrp.map(|pgrp| pgrp == self.pgrp)
     }
 
     /// "4242 (bash)", the name escaped for a terminal.
-    pub fn label(&self) -> String {
+    pub(super) fn label(&self) -> String {
         format!("{} ({})", self.pid, escape::bytes(&self.comm))
     }
 }
 
 impl Relative {
     /// "4200 (cargo)"; "0 (the kernel)" for the parent of init and kthreadd.
-    pub fn label(&self) -> String {
+    pub(super) fn label(&self) -> String {
         match &self.comm {
             Some(comm) => format!("{} ({})", self.pid, escape::bytes(comm)),
             None if self.pid == 0 => "0 (the kernel)".to_owned(),
@@ -498,16 +467,13 @@ unknown              /dev/tty        4 1-63 console
         let states = masks.signal_states();
         assert_eq!(states.len(), 64);
         let state = |sig: i32| states[usize::try_from(sig - 1).unwrap_or(0)];
-        assert_eq!(state(num::SIGUSR1).disposition, Disposition::Caught);
+        assert_eq!(state(num::SIGUSR1).disposition, Disposition::Caught(None));
         assert_eq!(state(num::SIGINT).disposition, Disposition::Ignored);
-        assert_eq!(
-            state(num::SIGCHLD).disposition,
-            Disposition::Default(DefaultAction::Ign)
-        );
+        assert_eq!(state(num::SIGCHLD).disposition, Disposition::Default);
         assert!(state(num::SIGUSR2).blocked);
         assert_eq!(state(num::SIGUSR2).pending_text(), "shared");
         assert_eq!(states.iter().filter(|s| s.is_notable()).count(), 3);
-        assert_eq!(state(num::SIGTERM).disposition.describe(), "default: Term");
+        assert_eq!(state(num::SIGTERM).describe(), "default: Term");
     }
 
     #[test]

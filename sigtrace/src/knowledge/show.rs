@@ -5,65 +5,71 @@
 //!
 //! The JSON and the fact lines are shared with `diff`, which puts two of these side by side.
 
-use super::process::{Disposition, ProcessFacts, SignalState, ThreadFacts};
+use super::process::{ProcessFacts, SignalState, ThreadFacts};
 use super::style::{Paint, Style};
 use super::{Error, OutputFormat, ShowArgs};
 use crate::escape;
-use crate::signals::SigSet;
+use crate::output::json::{DispositionJson, Mask, NamedSignal, SCHEMA_VERSION};
+use crate::signals::{Disposition, SigSet};
 use serde::Serialize;
 use std::io::Write;
 
-/// A process as JSON: the same object in `show` and in each half of `diff`.
+/// `show --format json`: the process, with `v` and `type` like every sigtrace record.
+#[derive(Serialize)]
+struct ShowRecord {
+    v: u32,
+    r#type: &'static str,
+    #[serde(flatten)]
+    process: ProcessJson,
+}
+
+/// A process as JSON: the same object in `show` and in each half of `diff`. Its ids are
+/// named as in trace records (`pid`, `tid`, `comm`, `uid`, `ppid`, `pgid`, `sid`, `tty`,
+/// `tty_fg_pgid`), its dispositions and signals are the trace's objects too.
 #[derive(Serialize)]
 pub(super) struct ProcessJson {
+    /// The process (thread group).
     pid: i32,
-    tgid: i32,
+    /// The thread asked for: `pid` unless the pid given was another thread's id.
+    tid: i32,
     comm: String,
+    uid: u32,
     state: String,
-    parent: RelativeJson,
-    pgrp: i32,
-    session: i32,
-    tty: Option<TtyJson>,
-    tty_foreground_pgrp: Option<i32>,
+    ppid: i32,
+    parent_comm: Option<String>,
+    pgid: i32,
+    sid: i32,
+    tty: Option<String>,
+    tty_device: Option<TtyDeviceJson>,
+    tty_fg_pgid: Option<i32>,
     in_foreground: Option<bool>,
     masks: MasksJson,
     signals: Vec<SignalJson>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Null unless asked for (`--threads`).
     threads: Option<Vec<ThreadJson>>,
 }
 
 #[derive(Serialize)]
-struct RelativeJson {
-    pid: i32,
-    comm: Option<String>,
-}
-
-#[derive(Serialize)]
-struct TtyJson {
-    name: String,
+struct TtyDeviceJson {
     major: u32,
     minor: u32,
 }
 
-/// The masks as ps and /proc print them, with a 0x prefix.
+/// The masks of /proc/PID/status.
 #[derive(Serialize)]
 struct MasksJson {
-    caught: String,
-    ignored: String,
-    blocked: String,
-    pending_thread: String,
-    pending_shared: String,
+    caught: Mask,
+    ignored: Mask,
+    blocked: Mask,
+    pending_thread: Mask,
+    pending_shared: Mask,
 }
 
 /// One signal's state.
 #[derive(Serialize)]
 pub(super) struct SignalJson {
-    number: i32,
-    name: String,
-    /// "caught", "ignored" or "default".
-    disposition: &'static str,
-    /// What SIG_DFL does (also for caught or ignored signals: what resetting would do).
-    default_action: &'static str,
+    signal: NamedSignal,
+    disposition: DispositionJson,
     blocked: bool,
     pending_thread: bool,
     pending_shared: bool,
@@ -73,8 +79,8 @@ pub(super) struct SignalJson {
 struct ThreadJson {
     tid: i32,
     comm: String,
-    blocked: String,
-    pending: String,
+    blocked: Mask,
+    pending: Mask,
     blocked_signals: Vec<String>,
     pending_signals: Vec<String>,
 }
@@ -82,10 +88,9 @@ struct ThreadJson {
 impl SignalJson {
     pub(super) fn new(state: &SignalState) -> SignalJson {
         SignalJson {
-            number: state.signal.0,
-            name: state.signal.name().into_owned(),
-            disposition: state.disposition.kind(),
-            default_action: state.signal.default_action().as_str(),
+            signal: NamedSignal::new(state.signal.0),
+            // /proc tells neither the handler's address nor sa_flags.
+            disposition: DispositionJson::new(state.signal, state.disposition, None),
             blocked: state.blocked,
             pending_thread: state.pending_thread,
             pending_shared: state.pending_shared,
@@ -100,37 +105,36 @@ impl ProcessJson {
         with_threads: bool,
         keep: impl Fn(&SignalState) -> bool,
     ) -> ProcessJson {
+        let masks = &facts.masks;
         ProcessJson {
-            pid: facts.pid,
-            tgid: facts.tgid,
+            pid: facts.tgid,
+            tid: facts.pid,
             comm: String::from_utf8_lossy(&facts.comm).into_owned(),
+            uid: facts.uid,
             state: facts.state.to_string(),
-            parent: RelativeJson {
-                pid: facts.parent.pid,
-                comm: facts
-                    .parent
-                    .comm
-                    .as_deref()
-                    .map(|comm| String::from_utf8_lossy(comm).into_owned()),
-            },
-            pgrp: facts.pgrp,
-            session: facts.session,
-            tty: facts.tty.as_ref().map(|tty| TtyJson {
-                name: tty.name.clone(),
+            ppid: facts.parent.pid,
+            parent_comm: facts
+                .parent
+                .comm
+                .as_deref()
+                .map(|comm| String::from_utf8_lossy(comm).into_owned()),
+            pgid: facts.pgrp,
+            sid: facts.session,
+            tty: facts.tty.as_ref().map(|tty| tty.name.clone()),
+            tty_device: facts.tty.as_ref().map(|tty| TtyDeviceJson {
                 major: tty.major,
                 minor: tty.minor,
             }),
-            tty_foreground_pgrp: facts.tty_foreground_pgrp,
+            tty_fg_pgid: facts.tty_foreground_pgrp,
             in_foreground: facts.in_foreground(),
             masks: MasksJson {
-                caught: facts.masks.caught.hex(),
-                ignored: facts.masks.ignored.hex(),
-                blocked: facts.masks.blocked.hex(),
-                pending_thread: facts.masks.pending_thread.hex(),
-                pending_shared: facts.masks.pending_shared.hex(),
+                caught: Mask(masks.caught.0),
+                ignored: Mask(masks.ignored.0),
+                blocked: Mask(masks.blocked.0),
+                pending_thread: Mask(masks.pending_thread.0),
+                pending_shared: Mask(masks.pending_shared.0),
             },
-            signals: facts
-                .masks
+            signals: masks
                 .signal_states()
                 .iter()
                 .filter(|state| keep(state))
@@ -145,15 +149,23 @@ fn thread_json(thread: &ThreadFacts) -> ThreadJson {
     ThreadJson {
         tid: thread.tid,
         comm: String::from_utf8_lossy(&thread.comm).into_owned(),
-        blocked: thread.blocked.hex(),
-        pending: thread.pending.hex(),
+        blocked: Mask(thread.blocked.0),
+        pending: Mask(thread.pending.0),
         blocked_signals: thread.blocked.names(),
         pending_signals: thread.pending.names(),
     }
 }
 
-/// The facts above the table, as (label, value) lines; `diff` compares them line by line.
-pub(super) fn fact_lines(facts: &ProcessFacts) -> Vec<(&'static str, String)> {
+/// One line above the table: its label in the text, the JSON field it stands for (the
+/// name `diff` lists in `differing_facts`), and its text.
+pub(super) struct Fact {
+    pub label: &'static str,
+    pub key: &'static str,
+    pub value: String,
+}
+
+/// The facts above the table; `diff` compares them line by line.
+pub(super) fn fact_lines(facts: &ProcessFacts) -> Vec<Fact> {
     let mut process = format!("{}, state {}", facts.label(), facts.state);
     if facts.tgid != facts.pid {
         process.push_str(&format!(", a thread of process {}", facts.tgid));
@@ -171,18 +183,29 @@ pub(super) fn fact_lines(facts: &ProcessFacts) -> Vec<(&'static str, String)> {
         None => facts.pgrp.to_string(),
     };
     let masks = &facts.masks;
-    vec![
-        ("process", process),
-        ("parent", facts.parent.label()),
-        ("pgrp", pgrp),
-        ("session", facts.session.to_string()),
-        ("tty", tty),
-        ("caught", masks.caught.hex()),
-        ("ignored", masks.ignored.hex()),
-        ("blocked", masks.blocked.hex()),
-        ("pending thread", masks.pending_thread.hex()),
-        ("pending shared", masks.pending_shared.hex()),
+    [
+        ("process", "pid", process),
+        ("parent", "ppid", facts.parent.label()),
+        ("pgrp", "pgid", pgrp),
+        ("session", "sid", facts.session.to_string()),
+        ("tty", "tty", tty),
+        ("caught", "caught", masks.caught.hex()),
+        ("ignored", "ignored", masks.ignored.hex()),
+        ("blocked", "blocked", masks.blocked.hex()),
+        (
+            "pending thread",
+            "pending_thread",
+            masks.pending_thread.hex(),
+        ),
+        (
+            "pending shared",
+            "pending_shared",
+            masks.pending_shared.hex(),
+        ),
     ]
+    .into_iter()
+    .map(|(label, key, value)| Fact { label, key, value })
+    .collect()
 }
 
 /// Width of the label column of the fact lines.
@@ -194,24 +217,37 @@ const BLOCKED_WIDTH: usize = 7;
 
 /// A state's disposition cell, padded to `width` and coloured.
 pub(super) fn disposition_cell(state: &SignalState, width: usize, style: Style) -> String {
-    let text = format!("{:<width$}", state.disposition.describe());
+    let text = format!("{:<width$}", state.describe());
     match state.disposition {
-        Disposition::Caught => style.paint(Paint::Caught, &text),
+        Disposition::Caught(_) => style.paint(Paint::Caught, &text),
         Disposition::Ignored => style.paint(Paint::Ignored, &text),
-        Disposition::Default(_) => text,
+        Disposition::Default => text,
     }
 }
 
 pub(super) fn run(args: &ShowArgs, out: &mut dyn Write) -> Result<(), Error> {
     let facts = ProcessFacts::read(args.pid, args.threads)?;
+    write(out, &facts, args)
+}
+
+/// `facts` as `args` asks: the text table or one JSON record.
+pub(super) fn write(
+    out: &mut dyn Write,
+    facts: &ProcessFacts,
+    args: &ShowArgs,
+) -> Result<(), Error> {
     let keep = |state: &SignalState| !args.changed || state.is_notable();
     match args.output.format {
         OutputFormat::Json => {
-            let json = ProcessJson::new(&facts, args.threads, keep);
-            serde_json::to_writer(&mut *out, &json).map_err(std::io::Error::from)?;
+            let record = ShowRecord {
+                v: SCHEMA_VERSION,
+                r#type: "show",
+                process: ProcessJson::new(facts, args.threads, keep),
+            };
+            serde_json::to_writer(&mut *out, &record).map_err(std::io::Error::from)?;
             writeln!(out)?;
         }
-        OutputFormat::Text => write_text(out, &facts, args, Style::new(args.output.color))?,
+        OutputFormat::Text => write_text(out, facts, args, Style::new(args.output.color))?,
     }
     Ok(())
 }
@@ -222,7 +258,7 @@ fn write_text(
     args: &ShowArgs,
     style: Style,
 ) -> Result<(), Error> {
-    for (label, value) in fact_lines(facts) {
+    for Fact { label, value, .. } in fact_lines(facts) {
         writeln!(out, "{label:<LABEL_WIDTH$} {value}")?;
     }
     writeln!(out)?;
@@ -300,6 +336,7 @@ mod tests {
     use super::super::{ColorChoice, OutputArgs};
     use super::*;
     use crate::signals::num;
+    use serde_json::json;
 
     fn bit(sig: i32) -> u64 {
         1 << (sig - 1)
@@ -310,6 +347,7 @@ mod tests {
             pid: 4242,
             tgid: 4242,
             comm: "bash".into(),
+            uid: 1000,
             state: 'S',
             parent: Relative {
                 pid: 4200,
@@ -397,19 +435,101 @@ mod tests {
         assert!(text.contains("blocked: SIGUSR2\n"));
     }
 
+    fn json(facts: &ProcessFacts, changed: bool, threads: bool) -> serde_json::Value {
+        let mut args = args(changed, threads);
+        args.output.format = OutputFormat::Json;
+        let mut out = Vec::new();
+        let result = write(&mut out, facts, &args);
+        assert!(result.is_ok(), "{result:?}");
+        let mut records = crate::output::tests::schema_valid_lines(&out);
+        assert_eq!(records.len(), 1, "one record");
+        records.remove(0)
+    }
+
     #[test]
-    fn json_carries_masks_signals_and_relations() {
-        let json = ProcessJson::new(&sample(), true, |_| true);
-        let value = serde_json::to_value(&json).unwrap_or_default();
-        assert_eq!(value["masks"]["caught"], "0x0000000000010200");
-        assert_eq!(value["tty"]["name"], "pts/3");
+    fn json_is_a_show_record_named_like_the_trace() {
+        let value = json(&sample(), false, true);
+        assert_eq!((&value["v"], &value["type"]), (&json!(2), &json!("show")));
+        // Ids, relations and the tty as trace records name them.
+        let ids: Vec<&str> = [
+            "pid",
+            "tid",
+            "uid",
+            "ppid",
+            "parent_comm",
+            "pgid",
+            "sid",
+            "tty",
+            "tty_fg_pgid",
+            "in_foreground",
+        ]
+        .into_iter()
+        .filter(|key| value.get(key).is_some())
+        .collect();
+        assert_eq!(ids.len(), 10, "{value}");
+        assert_eq!(value["pid"], 4242);
+        assert_eq!(value["tid"], 4242);
+        assert_eq!(value["comm"], "bash");
+        assert_eq!(value["uid"], 1000);
+        assert_eq!(value["ppid"], 4200);
+        assert_eq!(value["parent_comm"], "sshd");
+        assert_eq!(
+            (&value["pgid"], &value["sid"]),
+            (&json!(4242), &json!(4200))
+        );
+        assert_eq!(value["tty"], "pts/3");
+        assert_eq!(value["tty_device"], json!({"major": 136, "minor": 3}));
+        assert_eq!(value["tty_fg_pgid"], 4250);
         assert_eq!(value["in_foreground"], false);
-        assert_eq!(value["parent"]["comm"], "sshd");
-        assert_eq!(value["signals"].as_array().map(Vec::len), Some(64));
-        assert_eq!(value["signals"][1]["disposition"], "ignored");
-        assert_eq!(value["signals"][11]["pending_shared"], true);
-        assert_eq!(value["threads"][0]["blocked_signals"][0], "SIGUSR2");
-        let without = serde_json::to_value(ProcessJson::new(&sample(), false, |_| true));
-        assert!(without.is_ok_and(|v| v.get("threads").is_none()));
+        assert_eq!(value["masks"]["caught"], "0x0000000000010200");
+        assert_eq!(value["masks"]["pending_shared"], "0x0000000000000800");
+        // Signals: the trace's signal and disposition objects.
+        let signals = value["signals"].as_array().map_or(&[][..], Vec::as_slice);
+        assert_eq!(signals.len(), 64);
+        assert_eq!(
+            signals[1],
+            json!({
+                "signal": {"number": 2, "name": "SIGINT"},
+                "disposition": {"action": "ignored", "handler": null, "default_action": "Term", "flags": null},
+                "blocked": false, "pending_thread": false, "pending_shared": false
+            })
+        );
+        assert_eq!(signals[9]["disposition"]["action"], "caught");
+        assert_eq!(signals[16]["disposition"]["default_action"], "Ign");
+        assert_eq!(signals[11]["disposition"]["action"], "default");
+        assert_eq!(signals[11]["pending_shared"], true);
+        assert_eq!(signals[11]["blocked"], true);
+        assert_eq!(value["threads"][0]["tid"], 4242);
+        assert_eq!(value["threads"][0]["blocked"], "0x0000000000000800");
+        assert_eq!(value["threads"][0]["blocked_signals"], json!(["SIGUSR2"]));
+    }
+
+    #[test]
+    fn json_without_threads_or_tty_keeps_every_field() {
+        let mut facts = sample();
+        facts.tty = None;
+        facts.tty_foreground_pgrp = None;
+        facts.parent.comm = None;
+        // Asked for by a thread's id: pid is still the process.
+        facts.pid = 4243;
+        let value = json(&facts, true, false);
+        assert_eq!((&value["pid"], &value["tid"]), (&json!(4242), &json!(4243)));
+        for key in [
+            "threads",
+            "tty",
+            "tty_device",
+            "tty_fg_pgid",
+            "in_foreground",
+            "parent_comm",
+        ] {
+            assert_eq!(value.get(key), Some(&serde_json::Value::Null), "{key}");
+        }
+        let names: Vec<&str> = value["signals"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["signal"]["name"].as_str())
+            .collect();
+        assert_eq!(names, ["SIGINT", "SIGUSR1", "SIGUSR2", "SIGCHLD"]);
     }
 }

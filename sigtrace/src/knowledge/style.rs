@@ -8,13 +8,13 @@ use std::io::IsTerminal;
 
 /// Whether to colour, decided once per command.
 #[derive(Clone, Copy, Debug)]
-pub struct Style {
+pub(super) struct Style {
     enabled: bool,
 }
 
 /// The few colours the commands use, named for what they mean.
 #[derive(Clone, Copy, Debug)]
-pub enum Paint {
+pub(super) enum Paint {
     /// A handler is installed.
     Caught,
     /// SIG_IGN.
@@ -44,7 +44,7 @@ impl Paint {
 
 impl Style {
     /// Decides from the user's choice, whether stdout is a terminal, and NO_COLOR.
-    pub fn new(choice: ColorChoice) -> Style {
+    pub(super) fn new(choice: ColorChoice) -> Style {
         let enabled = match choice {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
@@ -57,7 +57,7 @@ impl Style {
     }
 
     /// `text` (already padded) in `paint`, or unchanged when colour is off.
-    pub fn paint(self, paint: Paint, text: &str) -> String {
+    pub(super) fn paint(self, paint: Paint, text: &str) -> String {
         if self.enabled {
             format!("\x1b[{}m{text}\x1b[0m", paint.code())
         } else {
@@ -66,7 +66,7 @@ impl Style {
     }
 
     /// Like `paint`, but only when `on`.
-    pub fn paint_if(self, on: bool, paint: Paint, text: &str) -> String {
+    pub(super) fn paint_if(self, on: bool, paint: Paint, text: &str) -> String {
         if on {
             self.paint(paint, text)
         } else {

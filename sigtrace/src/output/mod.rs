@@ -155,3 +155,6 @@ pub struct Stamp {
     pub mode: TimeMode,
     pub utc_offset_s: i64,
 }
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -10,7 +10,7 @@ use crate::{
     correlate::{DeliverReport, ExitReport, Fanout, FanoutSource, GenerateReport, Outcome, Report},
     enrich::tty_display,
     escape,
-    signals::{Handler, Signal, code_name, result_name},
+    signals::{Disposition, Signal, code_name, result_name},
 };
 
 fn write_time(w: &mut Vec<u8>, ts: u64, stamp: &Stamp) -> io::Result<()> {
@@ -47,23 +47,9 @@ impl std::fmt::Display for Task<'_> {
     }
 }
 
-/// The disposition as people read it: `handler 0x…`, `SIG_IGN`, `SIG_DFL (Term)`.
-pub struct Disposition {
-    pub sig: i32,
-    pub handler: u64,
-}
-
-impl std::fmt::Display for Disposition {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match Handler::from_raw(self.handler) {
-            Handler::Default => write!(
-                f,
-                "SIG_DFL ({})",
-                Signal(self.sig).default_action().as_str()
-            ),
-            other => write!(f, "{other}"),
-        }
-    }
+/// A traced disposition as people read it: `handler 0x…`, `SIG_IGN`, `SIG_DFL (Term)`.
+fn action(sig: i32, handler: u64) -> impl std::fmt::Display {
+    Disposition::from_sa_handler(handler).sigaction(Signal(sig))
 }
 
 /// si_code by name, or its number: written straight out, no String per event.
@@ -102,10 +88,7 @@ fn write_generate(w: &mut Vec<u8>, g: &GenerateReport) -> io::Result<()> {
         w,
         "  {}  {}",
         result_name(e.result),
-        Disposition {
-            sig: e.sig,
-            handler: r.handler
-        }
+        action(e.sig, r.handler)
     )?;
     if g.outcome == Outcome::Blocked {
         w.write_all("  blocked → pending".as_bytes())?;
@@ -129,15 +112,7 @@ fn write_deliver(w: &mut Vec<u8>, d: &DeliverReport) -> io::Result<()> {
     if let Some(cause) = d.cause {
         write!(w, " (dying of {})", Signal(cause).name())?;
     }
-    write!(
-        w,
-        "  {} → {}",
-        Disposition {
-            sig: e.sig,
-            handler: e.handler
-        },
-        d.outcome.as_str()
-    )?;
+    write!(w, "  {} → {}", action(e.sig, e.handler), d.outcome.as_str())?;
     if let Some((_, latency)) = d.generation {
         write!(w, " ({})", Duration(latency))?;
     }
@@ -237,11 +212,7 @@ fn write_fanout(w: &mut Vec<u8>, f: &Fanout) -> io::Result<()> {
         } else {
             "├─"
         };
-        let disposition = Disposition {
-            sig: f.sig,
-            handler: m.handler,
-        }
-        .to_string();
+        let disposition = action(f.sig, m.handler).to_string();
         write!(
             w,
             "    {branch} {:<7} {:<comm_width$}  {:<24} → {}",
@@ -285,10 +256,7 @@ pub fn write_report(w: &mut Vec<u8>, report: &Report, stamp: &Stamp) -> io::Resu
                 Signal(s.sig).name(),
                 // -errno; unsigned_abs, as -i32::MIN overflows (a corrupt record).
                 s.ret.unsigned_abs(),
-                Disposition {
-                    sig: s.sig,
-                    handler: s.new_handler
-                }
+                action(s.sig, s.new_handler)
             )
         }
         Report::Sigaction(s) => {
@@ -298,14 +266,8 @@ pub fn write_report(w: &mut Vec<u8>, report: &Report, stamp: &Stamp) -> io::Resu
                 "  sigaction {} {}: {} → {} (flags {:#x})",
                 Task(&s.task),
                 Signal(s.sig).name(),
-                Disposition {
-                    sig: s.sig,
-                    handler: s.old_handler
-                },
-                Disposition {
-                    sig: s.sig,
-                    handler: s.new_handler
-                },
+                action(s.sig, s.old_handler),
+                action(s.sig, s.new_handler),
                 s.new_flags
             )
         }

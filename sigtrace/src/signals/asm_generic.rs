@@ -66,7 +66,7 @@ pub mod num {
 pub const NSIG: i32 = 64;
 
 /// One standard (non-real-time) signal.
-pub struct Standard {
+pub(super) struct Standard {
     pub number: i32,
     /// Canonical name, as `kill -l` prints it with "SIG" in front.
     pub name: &'static str,
@@ -94,7 +94,7 @@ const fn std_sig(
 
 /// Signals 1..=31 in number order (`STANDARD[n - 1].number == n`, checked by a test).
 /// Default actions from signal(7) and the kernel's SIG_KERNEL_*_MASK (kernel/signal.c).
-pub const STANDARD: &[Standard] = &[
+pub(super) const STANDARD: &[Standard] = &[
     std_sig(
         num::SIGHUP,
         "SIGHUP",

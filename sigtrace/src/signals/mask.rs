@@ -119,11 +119,6 @@ impl SigSet {
         SigSet(self.0 & !other.0)
     }
 
-    /// Signals in exactly one of the two sets.
-    pub fn symmetric_difference(self, other: SigSet) -> SigSet {
-        SigSet(self.0 ^ other.0)
-    }
-
     /// Signals in either set.
     pub fn union(self, other: SigSet) -> SigSet {
         SigSet(self.0 | other.0)

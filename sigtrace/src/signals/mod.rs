@@ -1,5 +1,5 @@
 //! What sigtrace knows about Linux signals: names and numbers (with the aliases and the
-//! real-time names `kill -l` uses), default actions, one-line descriptions, handler values,
+//! real-time names `kill -l` uses), default actions, one-line descriptions, dispositions,
 //! signal masks (`mask`) and si_code / signal_generate result names (`codes`).
 //!
 //! A signal number that arrives from the kernel is an open set, so `Signal` is a newtype
@@ -267,34 +267,86 @@ fn parse_realtime(bare: &str) -> Option<Signal> {
     in_range(number).then_some(Signal(number))
 }
 
-/// A signal's disposition as the kernel stores it in `sa_handler`.
+/// What a process does with a signal when it arrives: the one model of a signal's action,
+/// for the tracer (which reads the kernel's `sa_handler`) and for `show`/`diff` (which read
+/// the SigCgt and SigIgn masks of /proc/PID/status). Named as /proc and `ps -o
+/// caught,ignored` name it — caught, ignored, default — in the JSON of every command and in
+/// the tables of `show` and `diff`; the trace's text lines spell it as sigaction(2) does
+/// ([`Disposition::sigaction`]), next to results and outcomes that also say "ignored".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Handler {
-    /// SIG_DFL (0): the default action applies.
+pub enum Disposition {
+    /// SIG_DFL: the signal's default action applies.
     Default,
-    /// SIG_IGN (1): the signal is discarded.
-    Ignore,
-    /// A function in the process, by address.
-    Address(u64),
+    /// SIG_IGN: the signal is discarded.
+    Ignored,
+    /// A handler is installed; its address in the process when known (the kernel's
+    /// `sa_handler`; /proc tells only that there is one).
+    Caught(Option<u64>),
 }
 
-impl Handler {
-    /// Decodes the raw `sa_handler` value: 0 is SIG_DFL, 1 SIG_IGN, anything else an address.
-    pub fn from_raw(raw: u64) -> Handler {
+impl Disposition {
+    /// Decodes a raw `sa_handler` value: 0 is SIG_DFL, 1 SIG_IGN, anything else the address
+    /// of a handler.
+    pub fn from_sa_handler(raw: u64) -> Disposition {
         match raw {
-            0 => Handler::Default,
-            1 => Handler::Ignore,
-            address => Handler::Address(address),
+            0 => Disposition::Default,
+            1 => Disposition::Ignored,
+            address => Disposition::Caught(Some(address)),
         }
+    }
+
+    /// From /proc/PID/status: caught if the signal is in SigCgt, ignored if in SigIgn.
+    pub fn from_masks(sig: i32, caught: SigSet, ignored: SigSet) -> Disposition {
+        if caught.contains(sig) {
+            Disposition::Caught(None)
+        } else if ignored.contains(sig) {
+            Disposition::Ignored
+        } else {
+            Disposition::Default
+        }
+    }
+
+    /// "caught", "ignored" or "default": the JSON `action` and the `show` table's word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Caught(_) => "caught",
+            Disposition::Ignored => "ignored",
+            Disposition::Default => "default",
+        }
+    }
+
+    /// The handler's address, when a handler is installed and its address known.
+    pub fn handler(self) -> Option<u64> {
+        match self {
+            Disposition::Caught(address) => address,
+            _ => None,
+        }
+    }
+
+    /// "caught", "ignored", "default: Term" — `show` and `diff`.
+    pub fn describe(self, signal: Signal) -> String {
+        match self {
+            Disposition::Default => format!("default: {}", signal.default_action()),
+            other => other.as_str().to_owned(),
+        }
+    }
+
+    /// As sigaction(2) spells it, for the trace's text lines: "handler 0x55d1c2a3b4c0",
+    /// "SIG_IGN", "SIG_DFL (Term)".
+    pub fn sigaction(self, signal: Signal) -> impl fmt::Display {
+        SigactionForm(self, signal)
     }
 }
 
-impl fmt::Display for Handler {
+struct SigactionForm(Disposition, Signal);
+
+impl fmt::Display for SigactionForm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Handler::Default => f.write_str("SIG_DFL"),
-            Handler::Ignore => f.write_str("SIG_IGN"),
-            Handler::Address(address) => write!(f, "handler {address:#x}"),
+        match self.0 {
+            Disposition::Default => write!(f, "SIG_DFL ({})", self.1.default_action()),
+            Disposition::Ignored => f.write_str("SIG_IGN"),
+            Disposition::Caught(Some(address)) => write!(f, "handler {address:#x}"),
+            Disposition::Caught(None) => f.write_str("handler"),
         }
     }
 }
@@ -436,18 +488,52 @@ mod tests {
     }
 
     #[test]
-    fn handler_decodes_sa_handler() {
-        assert_eq!(Handler::from_raw(0), Handler::Default);
-        assert_eq!(Handler::from_raw(1), Handler::Ignore);
+    fn disposition_decodes_sa_handler_and_masks() {
+        let handler = Disposition::from_sa_handler(0x55d1c2a3b4c0);
+        assert_eq!(Disposition::from_sa_handler(0), Disposition::Default);
+        assert_eq!(Disposition::from_sa_handler(1), Disposition::Ignored);
+        assert_eq!(handler, Disposition::Caught(Some(0x55d1c2a3b4c0)));
+        assert_eq!(handler.handler(), Some(0x55d1c2a3b4c0));
+        let (caught, ignored) = (SigSet(1 << 9), SigSet(1 << 1));
         assert_eq!(
-            Handler::from_raw(0x55d1c2a3b4c0),
-            Handler::Address(0x55d1c2a3b4c0)
+            Disposition::from_masks(num::SIGUSR1, caught, ignored),
+            Disposition::Caught(None)
         );
-        assert_eq!(Handler::from_raw(0).to_string(), "SIG_DFL");
-        assert_eq!(Handler::from_raw(1).to_string(), "SIG_IGN");
         assert_eq!(
-            Handler::from_raw(0x55d1c2a3b4c0).to_string(),
+            Disposition::from_masks(num::SIGINT, caught, ignored),
+            Disposition::Ignored
+        );
+        assert_eq!(
+            Disposition::from_masks(num::SIGTERM, caught, ignored),
+            Disposition::Default
+        );
+        let words: Vec<&str> = [handler, Disposition::Ignored, Disposition::Default]
+            .iter()
+            .map(|d| d.as_str())
+            .collect();
+        assert_eq!(words, ["caught", "ignored", "default"]);
+    }
+
+    #[test]
+    fn disposition_reads_as_sigaction_or_as_ps() {
+        let term = Signal(num::SIGTERM);
+        let chld = Signal(num::SIGCHLD);
+        let handler = Disposition::from_sa_handler(0x55d1c2a3b4c0);
+        assert_eq!(
+            Disposition::Default.sigaction(term).to_string(),
+            "SIG_DFL (Term)"
+        );
+        assert_eq!(
+            Disposition::Default.sigaction(chld).to_string(),
+            "SIG_DFL (Ign)"
+        );
+        assert_eq!(Disposition::Ignored.sigaction(term).to_string(), "SIG_IGN");
+        assert_eq!(
+            handler.sigaction(term).to_string(),
             "handler 0x55d1c2a3b4c0"
         );
+        assert_eq!(Disposition::Default.describe(term), "default: Term");
+        assert_eq!(Disposition::Ignored.describe(term), "ignored");
+        assert_eq!(Disposition::Caught(None).describe(term), "caught");
     }
 }
