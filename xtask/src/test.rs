@@ -3,10 +3,15 @@
 //! each kernel of the matrix (QEMU guests, see `vm`), with a table of results at the end.
 //! End-to-end tests need root for BPF: without it they skip loudly on the host, except
 //! under CI=true, where a skip is a failure; in a guest they always run as root.
+//!
+//! The end-to-end suite is one test binary, `e2e` of the `tests` package. It runs the
+//! sigtrace binary built here (debug, as `cargo test` builds everything), named by
+//! SIGTRACE_BIN on the host and in the guests alike.
 
 use std::{
     ffi::OsString,
     io::{BufRead as _, BufReader},
+    path::{Path, PathBuf},
     process::{Command, Stdio},
     str::FromStr,
     time::{Duration, Instant},
@@ -67,11 +72,13 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
             "xtask test: WARNING: not root — the end-to-end tests that load BPF will skip (they fail instead when CI=true); run `sudo -E cargo xtask test` to run them"
         );
     }
+    let sigtrace = sigtrace_debug_binary()?;
     let mut rows = Vec::new();
     eprintln!("xtask test: cargo test (host: unit and end-to-end tests)");
     let started = Instant::now();
     let mut host = Command::new("cargo");
-    host.args(["test", "--no-fail-fast"]);
+    host.args(["test", "--no-fail-fast"])
+        .env("SIGTRACE_BIN", &sigtrace);
     let (tally, ok) = run_counting(&mut host)?;
     rows.push(Row {
         place: format!("host ({})", host_release()),
@@ -83,9 +90,9 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
     let (fuzz_row, fuzz_lines) = run_fuzz();
     rows.push(fuzz_row);
     if !kernels.is_empty() {
-        let suite = end_to_end_binaries()?;
+        let suite = end_to_end_binary()?;
         for kernel in &kernels {
-            rows.push(run_in_kernel(kernel, &suite));
+            rows.push(run_in_kernel(kernel, &suite, &sigtrace));
         }
     }
     print_table(&rows);
@@ -140,49 +147,74 @@ fn lint() -> anyhow::Result<()> {
     )
 }
 
-/// The end-to-end test executables (integration-test targets), as cargo built them.
-fn end_to_end_binaries() -> anyhow::Result<Vec<OsString>> {
-    let messages = stdout_of(
-        Command::new("cargo")
-            .args([
-                "test",
-                "--no-run",
-                "--message-format=json-render-diagnostics",
-            ])
-            .stderr(Stdio::inherit()),
-    )?;
-    let mut binaries = Vec::new();
-    for line in messages.lines() {
-        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        let is_integration_test = message["reason"] == "compiler-artifact"
-            && message["profile"]["test"] == true
-            && message["target"]["kind"]
-                .as_array()
-                .is_some_and(|kinds| kinds.iter().any(|k| k == "test"));
-        if let (true, Some(path)) = (is_integration_test, message["executable"].as_str()) {
-            binaries.push(OsString::from(path));
-        }
-    }
-    if binaries.is_empty() {
-        bail!("cargo built no end-to-end test binaries");
-    }
-    Ok(binaries)
+/// The compiler-artifact messages with an executable among what `cargo` (a build command
+/// given --message-format=json-render-diagnostics) printed; its diagnostics go to stderr.
+fn built_executables(cargo: &mut Command) -> anyhow::Result<Vec<serde_json::Value>> {
+    let messages = stdout_of(cargo.stderr(Stdio::inherit()))?;
+    Ok(messages
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["executable"].is_string())
+        .collect())
 }
 
-/// Runs every end-to-end binary in one guest of `kernel`; a guest that fails is a row
+/// The debug `sigtrace` binary, built if needed: what the end-to-end suite runs, here and in
+/// the guests (SIGTRACE_BIN), at the path cargo reports.
+fn sigtrace_debug_binary() -> anyhow::Result<PathBuf> {
+    let built: Vec<(String, PathBuf)> = built_executables(Command::new("cargo").args([
+        "build",
+        "--package",
+        "sigtrace",
+        "--bin",
+        "sigtrace",
+        "--message-format=json-render-diagnostics",
+    ]))?
+    .iter()
+    .filter_map(|m| {
+        Some((
+            m["target"]["name"].as_str()?.to_owned(),
+            PathBuf::from(m["executable"].as_str()?),
+        ))
+    })
+    .collect();
+    crate::run::find(&built, "sigtrace")
+}
+
+/// The end-to-end suite's one test binary (the `e2e` test target of the `tests` package),
+/// as the host's `cargo test` built it (the same command, so nothing is built again).
+fn end_to_end_binary() -> anyhow::Result<OsString> {
+    let built = built_executables(Command::new("cargo").args([
+        "test",
+        "--no-run",
+        "--message-format=json-render-diagnostics",
+    ]))?;
+    let mut binaries: Vec<OsString> = built
+        .iter()
+        .filter(|m| {
+            m["profile"]["test"] == true
+                && m["target"]["name"] == "e2e"
+                && m["target"]["kind"]
+                    .as_array()
+                    .is_some_and(|kinds| kinds.iter().any(|k| k == "test"))
+        })
+        .filter_map(|m| m["executable"].as_str().map(OsString::from))
+        .collect();
+    match binaries.len() {
+        1 => Ok(binaries.remove(0)),
+        0 => bail!("cargo built no end-to-end test binary"),
+        _ => bail!("cargo built more than one end-to-end test binary: {binaries:?}"),
+    }
+}
+
+/// Runs the end-to-end suite (`suite`, the test binary) on `sigtrace` in one guest of
+/// `kernel` (it sees this machine's files at the same paths); a guest that fails is a row
 /// with its error, and the other kernels still run.
-fn run_in_kernel(kernel: &vm::PreparedKernel, suite: &[OsString]) -> Row {
+fn run_in_kernel(kernel: &vm::PreparedKernel, suite: &OsString, sigtrace: &Path) -> Row {
     eprintln!(
         "xtask test: end-to-end suite in {} ({})",
         kernel.kernel, kernel.release
     );
-    // Every binary runs even when one fails; the status says whether any did.
-    let script =
-        r#"status=0; for t in "$@"; do echo "xtask: $t"; "$t" || status=1; done; exit $status"#;
-    let mut cmd: Vec<OsString> = ["sh", "-c", script, "sh"].map(OsString::from).to_vec();
-    cmd.extend(suite.iter().cloned());
+    let cmd = vec![suite.clone()];
     let opts = VmOptions {
         timeout: Duration::from_secs(1500),
         // Root in the guest: nothing may skip there. Under emulation a signal costs ~20x
@@ -191,6 +223,7 @@ fn run_in_kernel(kernel: &vm::PreparedKernel, suite: &[OsString]) -> Row {
             ("CI".into(), "true".into()),
             ("RUST_BACKTRACE".into(), "1".into()),
             ("SIGTRACE_TEST_TIME_SCALE".into(), "10".into()),
+            ("SIGTRACE_BIN".into(), sigtrace.into()),
         ],
         keep_output: true,
         ..VmOptions::default()

@@ -1,13 +1,14 @@
-//! Fixtures for the end-to-end tests: privilege checks that skip loudly (never under
-//! CI=true), processes the test owns (killed and reaped on drop), and a running tracer whose
-//! JSON output is collected. Tests only ever signal processes they spawned.
-#![allow(dead_code)] // each test binary uses part of this
+//! Fixtures for the end-to-end tests: the sigtrace binary under test, privilege checks that
+//! skip loudly (never under CI=true), the locks by which tests share the machine, processes
+//! the test owns (killed and reaped on drop), and a running tracer whose JSON output is
+//! collected. Tests only ever signal processes they spawned.
 
 use std::{
     io::{BufRead, BufReader, Read},
     os::fd::OwnedFd,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::mpsc,
+    sync::{OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, mpsc},
     thread,
     time::{Duration, Instant},
 };
@@ -18,7 +19,42 @@ use nix::{
 };
 use serde_json::Value;
 
-pub const SIGTRACE: &str = env!("CARGO_BIN_EXE_sigtrace");
+/// The sigtrace binary under test, found once per run: $SIGTRACE_BIN when set (`cargo xtask
+/// test` sets it, on the host and in the guests, which have no cargo to ask), otherwise the
+/// one `cargo build -p sigtrace --bin sigtrace` makes in this test binary's profile, at the
+/// path cargo reports (so CARGO_TARGET_DIR and the like need nothing here). Every test that
+/// needs it fails with the same message when it cannot be had.
+pub fn sigtrace_bin() -> &'static Path {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match BIN.get_or_init(find_sigtrace) {
+        Ok(path) => path,
+        Err(why) => panic!("{why}"),
+    }
+}
+
+fn find_sigtrace() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os("SIGTRACE_BIN") {
+        // Absolute: tests also run it from shell scripts and as another user.
+        return std::fs::canonicalize(&path)
+            .map_err(|e| format!("SIGTRACE_BIN={}: {e}", path.display()));
+    }
+    // Cargo from $CARGO (the one running these tests), debug or release as this binary was
+    // built; no --target, which would build everything again under target/TRIPLE/. Cargo
+    // holds no lock while the tests run, so this does not wait on the `cargo test` above us.
+    escargot::CargoBuild::new()
+        .manifest_path(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml"))
+        .package("sigtrace")
+        .bin("sigtrace")
+        .current_release()
+        .run()
+        .map(|built| built.path().to_owned())
+        .map_err(|e| {
+            format!(
+                "cannot build the sigtrace binary (`cargo build -p sigtrace --bin sigtrace`; set SIGTRACE_BIN to use a built one): {}",
+                e.to_string().trim_end()
+            )
+        })
+}
 
 /// How much longer than on real hardware a wait may take: `cargo xtask test` runs the suite
 /// in emulated (TCG) guests too, where a signal costs ~20x more, and sets
@@ -33,31 +69,24 @@ pub fn scaled(timeout: Duration) -> Duration {
     timeout * factor
 }
 
-/// Held by a test that storms and by one that traces the whole machine: the second would
-/// see the first's storm, and its ring could overflow (within one test binary tests run in
-/// parallel threads).
-pub fn storm_lock() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+/// Every test that starts a process holds one of these two while it runs; all tests of the
+/// suite share this process, and the machine.
+static MACHINE: RwLock<()> = RwLock::new(());
+
+/// Taken by a test that must have the machine to itself: one that counts every record its
+/// tracer's kernel side lets through — even the exit of another test's process whose pid
+/// shares a gate slot with its target's —, one that traces the whole machine, whose ring
+/// another test's signal storm would overflow, or one that sets the machine's next pid,
+/// which another test's new process or thread would take. Tests that take
+/// [`beside_others`] wait.
+pub fn alone() -> RwLockWriteGuard<'static, ()> {
+    MACHINE.write().unwrap_or_else(PoisonError::into_inner)
 }
 
-static ALONE: std::sync::RwLock<()> = std::sync::RwLock::new(());
-
-/// Taken by a test that counts every record its tracer's kernel side lets through, even the
-/// exit of another test's process whose pid shares a gate slot with its target's: it runs
-/// alone in its binary (tests that take [`beside_others`] wait).
-pub fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
-    ALONE
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Taken by the other tests of a binary that has an [`alone`] test.
-pub fn beside_others() -> std::sync::RwLockReadGuard<'static, ()> {
-    ALONE
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+/// Taken by every other test that starts a process: they run in parallel with each other,
+/// never beside an [`alone`] one.
+pub fn beside_others() -> RwLockReadGuard<'static, ()> {
+    MACHINE.read().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// True when BPF tests can run. Without root they skip with a loud message — except under
@@ -248,7 +277,7 @@ pub struct Trace {
 
 impl Trace {
     pub fn start(args: &[&str]) -> Trace {
-        Self::start_with(Command::new(SIGTRACE).args(args))
+        Self::start_with(Command::new(sigtrace_bin()).args(args))
     }
 
     /// Starts a prepared command line (e.g. wrapped in `unshare`) and waits for "ready".

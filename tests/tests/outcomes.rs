@@ -3,8 +3,6 @@
 //! still carries the recipient's pgrp, session and masks; (d) blocked, pending, delivered;
 //! and a recipient in its own pid namespace.
 
-mod util;
-
 use std::{
     io::{Read, Write},
     os::unix::process::CommandExt,
@@ -15,7 +13,8 @@ use std::{
 
 use nix::sys::signal::Signal;
 use serde_json::Value;
-use util::*;
+
+use crate::util::*;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -41,6 +40,7 @@ fn a_killing_the_wrapper_orphans_the_binary() {
     if !bpf_allowed("a_killing_the_wrapper_orphans_the_binary") {
         return;
     }
+    let _beside = beside_others();
     let mut wrapper = Command::new("bash");
     wrapper.args(["-c", WRAPPER]).process_group(0);
     let mut wrapper = spawn_ready(&mut wrapper);
@@ -86,7 +86,10 @@ impl PidGuard {
         use std::os::fd::FromRawFd;
         // SAFETY: pidfd_open takes a pid and flags; the fd it returns is ours to own.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        PidGuard((fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }))
+        PidGuard((fd >= 0).then(|| {
+            // SAFETY: a new fd of our own (above), owned by nothing else.
+            unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }
+        }))
     }
 }
 
@@ -113,6 +116,7 @@ fn b_ctrl_c_on_a_pty_fans_out_to_the_foreground_group() {
     if !bpf_allowed("b_ctrl_c_on_a_pty_fans_out_to_the_foreground_group") {
         return;
     }
+    let _beside = beside_others();
     let pty = open_pty();
     let mut cmd = Command::new("bash");
     cmd.args(["-c", WRAPPER])
@@ -196,9 +200,9 @@ fn b_ctrl_c_on_a_pty_fans_out_to_the_foreground_group() {
             .find(|m| m["pid"] == pid)
             .unwrap_or_else(|| panic!("{pid} not in {f}"))
     };
-    assert_eq!(member(wrapper_pid)["disposition"]["action"], "ignore");
+    assert_eq!(member(wrapper_pid)["disposition"]["action"], "ignored");
     assert_eq!(member(wrapper_pid)["outcome"], "ignored");
-    assert_eq!(member(binary)["disposition"]["action"], "handler");
+    assert_eq!(member(binary)["disposition"]["action"], "caught");
     assert_eq!(member(binary)["outcome"], "handled");
     for pid in [wrapper_pid, binary] {
         assert_eq!(member(pid)["exit"]["status"]["kind"], "exited", "{f}");
@@ -218,6 +222,7 @@ fn c_sigkill_event_still_has_pgrp_session_and_masks() {
     if !bpf_allowed("c_sigkill_event_still_has_pgrp_session_and_masks") {
         return;
     }
+    let _beside = beside_others();
     let mut cmd = perl(TRAP_PERL);
     cmd.process_group(0);
     let mut helper = spawn_ready(&mut cmd);
@@ -254,6 +259,7 @@ fn d_blocked_signal_is_pending_then_delivered() {
     if !bpf_allowed("d_blocked_signal_is_pending_then_delivered") {
         return;
     }
+    let _beside = beside_others();
     let script = r#"use POSIX; $| = 1;
         my $set = POSIX::SigSet->new(SIGUSR1);
         sigprocmask(SIG_BLOCK, $set);
@@ -314,6 +320,7 @@ fn pid_namespace_numbers_are_shown_as_the_recipient_sees_them() {
     if !bpf_allowed("pid_namespace_numbers_are_shown_as_the_recipient_sees_them") {
         return;
     }
+    let _beside = beside_others();
     let our_sid = nix::unistd::getsid(None).expect("sid").as_raw();
     // (how the recipient is started, expected pgid/sid in its namespace: the first stays in
     // unshare's group and our session, both outside; the second leads its own)

@@ -4,8 +4,6 @@
 //! `--summary`, `show`, `show --threads`, `diff` — must print them escaped, one line per
 //! event, while JSON keeps the name itself.
 
-mod util;
-
 use std::{
     os::unix::{ffi::OsStrExt, process::CommandExt},
     process::Command,
@@ -17,7 +15,8 @@ use nix::{
     unistd::Pid,
 };
 use serde_json::Value;
-use util::*;
+
+use crate::util::*;
 
 /// Names as the kernel keeps them (at most 15 bytes), and how the text output must show them.
 const HOSTILE: [(&[u8], &str); 3] = [
@@ -79,7 +78,7 @@ fn lines_naming(output: &str, pid: i32) -> Vec<&str> {
 }
 
 fn run_sigtrace(args: &[&str]) -> Vec<u8> {
-    let out = Command::new(SIGTRACE)
+    let out = Command::new(sigtrace_bin())
         .args(args)
         .env("NO_COLOR", "1")
         .output()
@@ -99,6 +98,7 @@ fn trace_lines_and_fanout_block_escape_hostile_names() {
     if !bpf_allowed("trace_lines_and_fanout_block_escape_hostile_names") {
         return;
     }
+    let _beside = beside_others();
     let group = hostile_group();
     let pgid = group[0].pid();
     let trace = Trace::start(&["--no-time", "--pgrp", &pgid.to_string()]);
@@ -156,6 +156,7 @@ fn summary_escapes_hostile_names() {
     if !bpf_allowed("summary_escapes_hostile_names") {
         return;
     }
+    let _beside = beside_others();
     let group = hostile_group();
     let pgid = group[0].pid();
     let trace = Trace::start(&["--summary-only", "--pgrp", &pgid.to_string()]);
@@ -181,6 +182,7 @@ fn json_keeps_the_names_themselves() {
     if !bpf_allowed("json_keeps_the_names_themselves") {
         return;
     }
+    let _beside = beside_others();
     let group = hostile_group();
     let mut trace = Trace::start(&["--format", "json", "--pgrp", &group[0].pid().to_string()]);
     let mut seen = Vec::new();
@@ -205,6 +207,7 @@ fn json_keeps_the_names_themselves() {
 
 #[test]
 fn show_and_diff_escape_hostile_names() {
+    let _beside = beside_others();
     let group = hostile_group();
     for (member, (_, shown)) in group.iter().zip(HOSTILE) {
         let pid = member.pid().to_string();

@@ -11,8 +11,6 @@
 //! a 4K ring buffer for `loss`; `--summary`), in all three time modes, and every line it
 //! prints must validate.
 
-mod util;
-
 use std::{
     collections::BTreeSet,
     io::Read,
@@ -31,7 +29,8 @@ use nix::{
     unistd::{Pid, getpgrp},
 };
 use serde_json::{Value, json};
-use util::*;
+
+use crate::util::*;
 
 const SCHEMA_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/sigtrace.schema.json");
 const DOC_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/json.md");
@@ -242,7 +241,7 @@ fn assert_semantic_mistakes_rejected(validator: &Validator, by_type: &[(&str, &V
     let exit = get("exit");
     let fanout = get("fanout");
     let cases = [
-        (with(generate, "/v", json!(2)), "schema version 2"),
+        (with(generate, "/v", json!(1)), "schema version 1"),
         (with(generate, "/type", json!("bogus")), "an unknown type"),
         (
             with(deliver, "/type", json!("generate")),
@@ -294,7 +293,7 @@ fn assert_semantic_mistakes_rejected(validator: &Validator, by_type: &[(&str, &V
             with(
                 generate,
                 "/disposition",
-                json!({"action": "handler", "handler": null, "default_action": "Term", "flags": 0}),
+                json!({"action": "caught", "handler": null, "default_action": "Term", "flags": 0}),
             ),
             "a handler action without its address",
         ),
@@ -310,7 +309,7 @@ fn assert_semantic_mistakes_rejected(validator: &Validator, by_type: &[(&str, &V
             with(
                 generate,
                 "/disposition",
-                json!({"action": "handler", "handler": "5555deadbeef", "default_action": "Term", "flags": 0}),
+                json!({"action": "caught", "handler": "5555deadbeef", "default_action": "Term", "flags": 0}),
             ),
             "a handler address without 0x",
         ),
@@ -576,7 +575,7 @@ fn reader(mut stream: impl Read + Send + 'static) -> thread::JoinHandle<String> 
 /// status and its output records.
 fn run_to_end(args: &[&str], timeout: Duration) -> Run {
     let context = format!("sigtrace {}", args.join(" "));
-    let mut child = Command::new(SIGTRACE)
+    let mut child = Command::new(sigtrace_bin())
         .args(args)
         .process_group(0)
         .stdin(Stdio::null())
@@ -669,7 +668,7 @@ fn launch_scenario(validator: &Validator) -> Vec<Value> {
         .collect();
     assert_eq!(
         usr1_changes,
-        ["handler", "default"],
+        ["caught", "default"],
         "{context}: trap, trap -"
     );
     assert!(
@@ -827,6 +826,7 @@ fn real_output_matches_the_schema() {
     if !bpf_allowed("real_output_matches_the_schema") {
         return;
     }
+    let _beside = beside_others();
     let validator = validator();
     let mut all = Vec::new();
     all.extend(launch_scenario(&validator));

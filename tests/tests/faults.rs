@@ -8,8 +8,6 @@
 //! such wait is `scaled` (longer in the emulated guests of `cargo xtask test --kernel`,
 //! where everything is about twenty times slower).
 
-mod util;
-
 use std::{
     io::{BufRead, BufReader, Write},
     os::{
@@ -25,7 +23,8 @@ use std::{
 
 use nix::sys::signal::Signal;
 use serde_json::Value;
-use util::*;
+
+use crate::util::*;
 
 const WAIT: Duration = Duration::from_secs(10);
 /// For what the product does "at once" or "within a second" (see the module comment);
@@ -432,7 +431,7 @@ fn full_file_system_ends_with_one_clear_line() {
     let path = fs.dir.join("trace.jsonl");
     let mut storm = Storm::start();
     let mut trace = Trace::start_uncollected(
-        Command::new(SIGTRACE)
+        Command::new(sigtrace_bin())
             .args(["--format", "json", "--pid", &storm.pid_arg(), "-o"])
             .arg(&path)
             .stdout(Stdio::null()),
@@ -482,7 +481,7 @@ fn full_file_system_ends_with_one_clear_line() {
 /// Spawns sigtrace on `storm` with `fd 1` prepared by `setup` in the child (after the
 /// standard streams are set, before exec).
 fn trace_with_fd1(storm: &Storm, setup: fn() -> std::io::Result<()>) -> Trace {
-    let mut cmd = Command::new(SIGTRACE);
+    let mut cmd = Command::new(sigtrace_bin());
     cmd.args(["--format", "json", "--pid", &storm.pid_arg()]);
     // SAFETY: `setup` only makes async-signal-safe system calls.
     unsafe { cmd.pre_exec(setup) };
@@ -621,7 +620,7 @@ fn stop_works_while_the_output_pipe_is_full() {
     let mut storm = Storm::start();
     let (read, write) = small_pipe();
     let trace = Trace::start_uncollected(
-        Command::new(SIGTRACE)
+        Command::new(sigtrace_bin())
             .args(["--pid", &storm.pid_arg()])
             .stdout(Stdio::from(write)),
     );
@@ -660,7 +659,7 @@ fn stop_works_while_stdout_and_stderr_pipe_is_full() {
     let write2 = write.try_clone().expect("dup");
     // Owned: killed and reaped on drop, should an assertion fail.
     let mut trace = Owned::from_child(
-        Command::new(SIGTRACE)
+        Command::new(sigtrace_bin())
             .args(["--pid", &storm.pid_arg()])
             .stdin(Stdio::null())
             .stdout(Stdio::from(write))
@@ -734,7 +733,7 @@ fn int_term_hup_stop_promptly_during_a_storm() {
     let _beside = beside_others();
     for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         let mut storm = Storm::start();
-        let trace = busy_tracer(Command::new(SIGTRACE).args(["--pid", &storm.pid_arg()]));
+        let trace = busy_tracer(Command::new(sigtrace_bin()).args(["--pid", &storm.pid_arg()]));
         storm.begin(&format!("flat {}", flat_out_seconds()));
         thread::sleep(Duration::from_millis(500)); // well into the storm
         trace.signal(sig);
@@ -763,7 +762,7 @@ fn a_reader_that_goes_away_ends_it_quietly_with_zero() {
     let _beside = beside_others();
     let mut storm = Storm::start();
     let mut trace = Trace::start_uncollected(
-        Command::new(SIGTRACE)
+        Command::new(sigtrace_bin())
             .args(["--pid", &storm.pid_arg()])
             .stdout(Stdio::piped()),
     );
@@ -830,7 +829,7 @@ fn launch_mode_second_sigint_stops_promptly() {
     let caught = dir.path().join("caught");
     let lifetime = flat_out_seconds().to_string();
     let mut trace = busy_tracer(
-        Command::new(SIGTRACE)
+        Command::new(sigtrace_bin())
             .args(["--", "perl", "-e", LAUNCHED, &lifetime])
             .arg(&caught)
             .process_group(0),

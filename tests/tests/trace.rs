@@ -1,7 +1,5 @@
 //! End-to-end: the foundation. Real BPF, real processes this test spawned, real signals.
 
-mod util;
-
 use std::{
     process::{Command, Stdio},
     time::Duration,
@@ -9,7 +7,8 @@ use std::{
 
 use nix::sys::signal::Signal;
 use serde_json::Value;
-use util::*;
+
+use crate::util::*;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -24,6 +23,7 @@ fn usr1_usr2_term_to_a_helper() {
     if !bpf_allowed("usr1_usr2_term_to_a_helper") {
         return;
     }
+    let _beside = beside_others();
     let mut helper = spawn_ready(&mut perl(TRAP_PERL));
     let pid = helper.pid();
     let mut trace = Trace::start(&["--format", "json", "--pid", &pid.to_string()]);
@@ -53,14 +53,14 @@ fn usr1_usr2_term_to_a_helper() {
     let usr2 = generate_for(&records, pid, "SIGUSR2").expect("usr2");
     assert_eq!(usr2["result"]["name"], "ignored");
     assert_eq!(usr2["result"]["number"], 1);
-    assert_eq!(usr2["disposition"]["action"], "ignore");
+    assert_eq!(usr2["disposition"]["action"], "ignored");
 
     let deliveries = of_type(&records, "deliver");
     let usr1 = deliveries
         .iter()
         .find(|r| signal_name(r) == "SIGUSR1" && r["task"]["pid"] == pid)
         .expect("SIGUSR1 delivery");
-    assert_eq!(usr1["disposition"]["action"], "handler");
+    assert_eq!(usr1["disposition"]["action"], "caught");
     let address = usr1["disposition"]["handler"]
         .as_str()
         .expect("handler address");
@@ -94,13 +94,15 @@ fn works_without_tracefs() {
     if !bpf_allowed("works_without_tracefs") {
         return;
     }
+    let _beside = beside_others();
     let helper = spawn_ready(&mut perl(TRAP_PERL));
     let pid = helper.pid().to_string();
     let script = format!(
         "for m in /sys/kernel/debug/tracing /sys/kernel/tracing; do umount -l $m 2>/dev/null; done; \
          mount -t tmpfs none /sys/kernel/debug && mount -t tmpfs none /sys/kernel/tracing || exit 98; \
          if grep -q ' - tracefs ' /proc/self/mountinfo; then echo 'tracefs still mounted' >&2; exit 99; fi; \
-         exec {SIGTRACE} --format json --pid {pid}"
+         exec {} --format json --pid {pid}",
+        sigtrace_bin().display()
     );
     let mut trace = Trace::start_with(Command::new("unshare").args([
         "--mount",
@@ -129,6 +131,7 @@ fn kernel_signals_raised_in_sigtraces_context_are_kept() {
     if !bpf_allowed("kernel_signals_raised_in_sigtraces_context_are_kept") {
         return;
     }
+    let _beside = beside_others();
     use std::os::fd::AsRawFd;
     let helper = spawn_ready(&mut perl(
         r#"$| = 1; $SIG{IO} = sub { }; $SIG{USR1} = sub { }; print "ready\n"; sleep 1 while 1;"#,
@@ -143,7 +146,7 @@ fn kernel_signals_raised_in_sigtraces_context_are_kept() {
         assert_eq!(libc::fcntl(fd, libc::F_SETFL, flags | libc::O_ASYNC), 0);
     }
     let mut trace = Trace::start_writing_to(
-        Command::new(SIGTRACE).args(["--format", "json", "--pid", &pid.to_string()]),
+        Command::new(sigtrace_bin()).args(["--format", "json", "--pid", &pid.to_string()]),
         write_end,
         read_end,
     );
@@ -164,6 +167,7 @@ fn text_output_names_signal_result_and_disposition() {
     if !bpf_allowed("text_output_names_signal_result_and_disposition") {
         return;
     }
+    let _beside = beside_others();
     let mut helper = spawn_ready(&mut perl(TRAP_PERL));
     let trace = Trace::start(&["--no-time", "--pid", &helper.pid().to_string()]);
     helper.signal(Signal::SIGUSR1);
@@ -202,6 +206,7 @@ fn drop_counts_are_reported_only_when_records_were_dropped() {
     if !bpf_allowed("drop_counts_are_reported_only_when_records_were_dropped") {
         return;
     }
+    let _beside = beside_others();
     let script = r#"$| = 1; $SIG{USR1} = sub { $SIG{HUP} = 'IGNORE'; print "got USR1\n" }; print "ready\n"; sleep 1 while 1;"#;
     let mut helper = spawn_ready(&mut perl(script));
     let pid = helper.pid();
@@ -232,6 +237,7 @@ fn real_time_signals_are_named_like_kill_l() {
     if !bpf_allowed("real_time_signals_are_named_like_kill_l") {
         return;
     }
+    let _beside = beside_others();
     let helper = spawn_ready(&mut perl(TRAP_PERL));
     let mut trace = Trace::start(&["--format", "json", "--pid", &helper.pid().to_string()]);
     let mut seen = Vec::new();
@@ -252,13 +258,15 @@ fn closed_pipe_ends_quietly_with_zero() {
     if !bpf_allowed("closed_pipe_ends_quietly_with_zero") {
         return;
     }
+    let _beside = beside_others();
     let helper = spawn_ready(&mut perl(TRAP_PERL));
     // `head -1` closes the pipe after one line; sigtrace must then end with 0, quietly.
     let mut pipeline = Command::new("bash")
         .args([
             "-c",
             &format!(
-                "set -o pipefail; {SIGTRACE} --pid {} 2>/tmp/sigtrace-epipe.err | head -1; echo \"status=$?\"",
+                "set -o pipefail; {} --pid {} 2>/tmp/sigtrace-epipe.err | head -1; echo \"status=$?\"",
+                sigtrace_bin().display(),
                 helper.pid()
             ),
         ])
@@ -285,8 +293,9 @@ fn closed_pipe_ends_quietly_with_zero() {
 
 #[test]
 fn bad_input_is_one_line_and_exit_2() {
+    let _beside = beside_others();
     // A pid that cannot exist (above pid_max).
-    let out = Command::new(SIGTRACE)
+    let out = Command::new(sigtrace_bin())
         .args(["--pid", "2147483000"])
         .output()
         .expect("run");
@@ -300,7 +309,10 @@ fn bad_input_is_one_line_and_exit_2() {
         &["--ring-size", "3000"],
         &["--uid", "no-such-user-x"],
     ] {
-        let out = Command::new(SIGTRACE).args(args).output().expect("run");
+        let out = Command::new(sigtrace_bin())
+            .args(args)
+            .output()
+            .expect("run");
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!err.contains("panicked"), "{err}");
@@ -309,9 +321,10 @@ fn bad_input_is_one_line_and_exit_2() {
 
 #[test]
 fn unprivileged_is_refused_clearly() {
+    let _beside = beside_others();
     if !nix::unistd::geteuid().is_root() {
         // Already unprivileged: the refusal is what we get.
-        let out = Command::new(SIGTRACE).output().expect("run");
+        let out = Command::new(sigtrace_bin()).output().expect("run");
         assert_eq!(out.status.code(), Some(2));
         return;
     }
@@ -322,8 +335,8 @@ fn unprivileged_is_refused_clearly() {
             "--regid=65534",
             "--clear-groups",
             "--inh-caps=-all",
-            SIGTRACE,
         ])
+        .arg(sigtrace_bin())
         .output()
         .expect("setpriv");
     let err = String::from_utf8_lossy(&out.stderr);
@@ -338,6 +351,7 @@ fn stop_detaches_everything() {
     if !bpf_allowed("stop_detaches_everything") {
         return;
     }
+    let _beside = beside_others();
     let trace = Trace::start(&["--pid", "1", "--signal", "USR1"]);
     // Our tracer's programs, from the prog_id of its BPF fds (other tests trace in parallel).
     let mut ids: Vec<u32> = std::fs::read_dir(format!("/proc/{}/fdinfo", trace.pid()))
@@ -398,6 +412,7 @@ fn cost_counts_the_runs_of_each_program() {
     if !bpf_allowed("cost_counts_the_runs_of_each_program") {
         return;
     }
+    let _beside = beside_others();
     let mut helper = spawn_ready(&mut perl(TRAP_PERL));
     let trace = Trace::start(&["--cost", "--pid", &helper.pid().to_string()]);
     const SENT: u64 = 5;

@@ -5,8 +5,6 @@
 //! Safety: signals go only to children spawned here, by pid; every child is killed and
 //! reaped by a guard when its test ends, also when an assertion fails.
 
-mod util;
-
 use nix::sys::signal::{self as nix_signal, SigmaskHow};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -16,15 +14,16 @@ use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use util::{Owned, SIGTRACE, open_pty, proc_status_mask};
+
+use crate::util::{Owned, beside_others, open_pty, proc_status_mask, sigtrace_bin};
 
 /// Runs sigtrace with `args`.
 fn sigtrace(args: &[&str]) -> Output {
-    Command::new(SIGTRACE)
+    Command::new(sigtrace_bin())
         .args(args)
         .env_remove("NO_COLOR")
         .output()
-        .unwrap_or_else(|e| panic!("running {SIGTRACE}: {e}"))
+        .unwrap_or_else(|e| panic!("running {}: {e}", sigtrace_bin().display()))
 }
 
 /// Runs sigtrace and returns its stdout, failing the test unless it exited 0.
@@ -151,6 +150,7 @@ const STORY_NAMES: &[&str] = &[
 
 #[test]
 fn mask_from_the_story_lists_canonical_names() {
+    let _beside = beside_others();
     let text = sigtrace_ok(&["mask", "0x000000004b813eff"]);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
@@ -173,6 +173,7 @@ fn mask_from_the_story_lists_canonical_names() {
 
 #[test]
 fn mask_accepts_every_spelling_of_the_same_mask() {
+    let _beside = beside_others();
     let expected = "0x000000004b813efb";
     for spelling in [
         "0x4b813efb",
@@ -188,6 +189,7 @@ fn mask_accepts_every_spelling_of_the_same_mask() {
 
 #[test]
 fn mask_json_is_one_object_per_line() {
+    let _beside = beside_others();
     let text = sigtrace_ok(&["mask", "--format", "json", "0x1", "0x8000000000000000", "0"]);
     let objects: Vec<Value> = text
         .lines()
@@ -204,6 +206,7 @@ fn mask_json_is_one_object_per_line() {
 /// and bash names only what libc calls signals; sigtrace calls them SIG32 and SIG33.
 #[test]
 fn names_agree_with_bash_kill_l() {
+    let _beside = beside_others();
     let output = Command::new("bash")
         .arg("-c")
         .arg("for n in {1..64}; do echo \"$n:$(kill -l $n 2>/dev/null)\"; done")
@@ -241,6 +244,7 @@ fn names_agree_with_bash_kill_l() {
 
 #[test]
 fn show_agrees_with_ps_for_bash_with_traps() {
+    let _beside = beside_others();
     let child = spawn_bash("trap '' INT; trap : USR1", &[nix_signal::Signal::SIGUSR2]);
     wait_until(&child, "trap '' INT; trap : USR1", |pid| {
         proc_status_mask(pid, "SigIgn") & bit(num::SIGINT) != 0
@@ -279,25 +283,25 @@ fn show_agrees_with_ps_for_bash_with_traps() {
     let signals = json["signals"].as_array().map_or(&[][..], Vec::as_slice);
     assert_eq!(signals.len(), 64);
     let row = |sig: i32| &signals[usize::try_from(sig - 1).unwrap_or(usize::MAX)];
-    assert_eq!(row(num::SIGINT)["disposition"], "ignored");
-    assert_eq!(row(num::SIGUSR1)["disposition"], "caught");
+    assert_eq!(row(num::SIGINT)["disposition"]["action"], "ignored");
+    assert_eq!(row(num::SIGUSR1)["disposition"]["action"], "caught");
     assert_eq!(row(num::SIGUSR2)["blocked"], true);
     assert_eq!(row(num::SIGUSR2)["pending_shared"], true);
     assert_eq!(row(num::SIGUSR2)["pending_thread"], false);
-    assert_eq!(row(num::SIGTERM)["disposition"], "default");
-    assert_eq!(row(num::SIGTERM)["default_action"], "Term");
-    assert_eq!(row(num::SIGKILL)["disposition"], "default");
+    assert_eq!(row(num::SIGTERM)["disposition"]["action"], "default");
+    assert_eq!(row(num::SIGTERM)["disposition"]["default_action"], "Term");
+    assert_eq!(row(num::SIGKILL)["disposition"]["action"], "default");
 
     // Relations: our child, in our process group and session.
     let me = nix::unistd::getpid().as_raw();
     assert_eq!(json["pid"], child.pid());
-    assert_eq!(json["parent"]["pid"], me);
-    assert_eq!(json["pgrp"], nix::unistd::getpgrp().as_raw());
+    assert_eq!(json["ppid"], me);
+    assert_eq!(json["pgid"], nix::unistd::getpgrp().as_raw());
     assert_eq!(
-        json["session"],
+        json["sid"],
         nix::unistd::getsid(None).map_or(0, Pid::as_raw)
     );
-    assert!(json.get("threads").is_none());
+    assert_eq!(json.get("threads"), Some(&Value::Null));
 
     // The text table says the same.
     let text = sigtrace_ok(&["show", &child.pid().to_string()]);
@@ -312,6 +316,7 @@ fn show_agrees_with_ps_for_bash_with_traps() {
 
 #[test]
 fn show_threads_lists_each_thread_s_masks() {
+    let _beside = beside_others();
     let child = spawn_bash(":", &[nix_signal::Signal::SIGUSR2]);
     let json = sigtrace_json(&[
         "show",
@@ -336,6 +341,7 @@ fn show_threads_lists_each_thread_s_masks() {
 /// like ps (pts/N) and finds the process's group in the foreground.
 #[test]
 fn show_names_the_controlling_tty_and_its_foreground_group() {
+    let _beside = beside_others();
     let pty = open_pty();
     // setsid(1) does not fork when its caller is not a group leader (our child is not),
     // so the pid we hold is the new session's leader; --ctty takes stdin as its tty.
@@ -358,10 +364,10 @@ fn show_names_the_controlling_tty_and_its_foreground_group() {
     });
     let json = sigtrace_json(&["show", "--format", "json", &child.pid().to_string()]);
     let expected = pty.path.trim_start_matches("/dev/");
-    assert_eq!(json["tty"]["name"], expected, "{json}");
-    assert_eq!(json["session"], child.pid());
-    assert_eq!(json["pgrp"], child.pid());
-    assert_eq!(json["tty_foreground_pgrp"], child.pid());
+    assert_eq!(json["tty"], expected, "{json}");
+    assert_eq!(json["sid"], child.pid());
+    assert_eq!(json["pgid"], child.pid());
+    assert_eq!(json["tty_fg_pgid"], child.pid());
     assert_eq!(json["in_foreground"], true);
     let text = sigtrace_ok(&["show", &child.pid().to_string()]);
     assert!(
@@ -377,6 +383,7 @@ fn show_names_the_controlling_tty_and_its_foreground_group() {
 
 #[test]
 fn diff_sees_exactly_the_differing_signals() {
+    let _beside = beside_others();
     let left = spawn_bash("trap '' INT; trap : USR1", &[]);
     let right = spawn_bash("trap : INT; trap '' TERM", &[]);
     wait_until(&left, "trap '' INT; trap : USR1", |pid| {
@@ -394,7 +401,12 @@ fn diff_sees_exactly_the_differing_signals() {
         &left.pid().to_string(),
         &right.pid().to_string(),
     ]);
-    let differing: BTreeSet<String> = names_of(&json["differing"]).into_iter().collect();
+    let differing: BTreeSet<String> = json["differing"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice)
+        .iter()
+        .filter_map(|d| d["signal"]["name"].as_str().map(str::to_owned))
+        .collect();
     let expected: BTreeSet<String> = [num::SIGINT, num::SIGUSR1, num::SIGTERM]
         .into_iter()
         .map(|sig| Signal(sig).name().into_owned())
@@ -402,8 +414,8 @@ fn diff_sees_exactly_the_differing_signals() {
     assert_eq!(differing, expected, "{json}");
     let int = &json["differing"][0];
     assert_eq!(int["fields"], serde_json::json!(["disposition"]));
-    assert_eq!(int["left"]["disposition"], "ignored");
-    assert_eq!(int["right"]["disposition"], "caught");
+    assert_eq!(int["left"]["disposition"]["action"], "ignored");
+    assert_eq!(int["right"]["disposition"]["action"], "caught");
     assert_eq!(
         json["differing_facts"],
         serde_json::json!(["caught", "ignored"])
@@ -445,6 +457,7 @@ fn table_rows(text: &str) -> usize {
 
 #[test]
 fn diff_of_a_process_with_itself_finds_nothing() {
+    let _beside = beside_others();
     let child = spawn_bash("trap : USR1", &[]);
     let json = sigtrace_json(&[
         "diff",
@@ -459,6 +472,7 @@ fn diff_of_a_process_with_itself_finds_nothing() {
 
 #[test]
 fn bad_masks_are_one_line_and_exit_2() {
+    let _beside = beside_others();
     assert_bad_input(&["mask", "0xzz"], "invalid mask \"0xzz\"");
     assert_bad_input(&["mask", "hello"], "expected hex like 0x4b813efb");
     assert_bad_input(&["mask", "0x1ffffffffffffffff"], "more than 64 bits");
@@ -468,6 +482,7 @@ fn bad_masks_are_one_line_and_exit_2() {
 
 #[test]
 fn missing_and_invalid_pids_are_one_line_and_exit_2() {
+    let _beside = beside_others();
     // No pid can exceed pid_max, so this one cannot exist.
     let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max")
         .unwrap_or_else(|e| panic!("/proc/sys/kernel/pid_max: {e}"));
@@ -484,6 +499,7 @@ fn missing_and_invalid_pids_are_one_line_and_exit_2() {
 /// Colour only on a terminal, never with NO_COLOR: run sigtrace with stdout on a pty.
 #[test]
 fn colour_only_on_a_terminal_without_no_color() {
+    let _beside = beside_others();
     assert!(!sigtrace_ok(&["mask", "0x2"]).contains('\x1b'));
     assert!(sigtrace_ok(&["mask", "--color", "always", "0x2"]).contains('\x1b'));
     assert!(with_tty_stdout(&[]).contains('\x1b'));
@@ -494,7 +510,7 @@ fn colour_only_on_a_terminal_without_no_color() {
 /// `sigtrace mask 0x2` with stdout on a fresh pty; returns what it wrote.
 fn with_tty_stdout(env: &[(&str, &str)]) -> String {
     let pty = open_pty();
-    let mut command = Command::new(SIGTRACE);
+    let mut command = Command::new(sigtrace_bin());
     command
         .args(["mask", "0x2"])
         .env_remove("NO_COLOR")
@@ -504,7 +520,7 @@ fn with_tty_stdout(env: &[(&str, &str)]) -> String {
     }
     let child = command
         .spawn()
-        .unwrap_or_else(|e| panic!("running {SIGTRACE}: {e}"));
+        .unwrap_or_else(|e| panic!("running {}: {e}", sigtrace_bin().display()));
     let mut child = Owned::from_child(child);
     // Our copy of the slave went into `command`; drop it so the master sees EOF (EIO)
     // once sigtrace exits. Read before waiting, so a full pty buffer cannot block it.

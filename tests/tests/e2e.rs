@@ -1,0 +1,18 @@
+//! sigtrace's end-to-end suite, one test binary: the real `sigtrace` binary (found by
+//! [`util::sigtrace_bin`]) against real processes these tests spawn, with real signals and,
+//! as root, real BPF. Without root the tests that load BPF skip loudly, except under
+//! CI=true, where a skip is a failure.
+//!
+//! The tests of every module run in parallel threads of this one process; a test that must
+//! not share the machine with any other takes [`util::alone`], every other one that starts
+//! processes [`util::beside_others`].
+
+mod audit;
+mod faults;
+mod hostile;
+mod kernel_log;
+mod knowledge;
+mod outcomes;
+mod schema;
+mod trace;
+mod util;
