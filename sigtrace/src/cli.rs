@@ -171,6 +171,11 @@ pub struct TraceArgs {
     /// two clock reads to every run of every BPF program on the system).
     #[arg(long, help_heading = "Output")]
     pub cost: bool,
+    /// Show the kernel programs' own diagnostics on stderr: -v records dropped and why, -vv
+    /// also signals deliberately left out (e.g. the SIGKILL an exec sends its other
+    /// threads), -vvv everything. RUST_LOG (env_logger syntax) overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count, help_heading = "Output")]
+    pub verbose: u8,
     /// Kernel ring buffer size, e.g. 4M or 256K (a power of two, at least 4K).
     #[arg(long, value_name = "BYTES", default_value = "4M", value_parser = parse_size)]
     pub ring_size: u32,

@@ -20,7 +20,10 @@ use sigtrace_common::{
     COMM_LEN, Config, KEPT_GATE_ENTRIES, PID_SIDE_WORDS, drop_reason, flag, pid_side_slot, side,
 };
 
-use crate::btf::{Btf, BtfError, resolve_offsets};
+use crate::{
+    btf::{Btf, BtfError, resolve_offsets},
+    kernel_log::{self, KernelLog},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -116,11 +119,13 @@ impl KernelFilter {
 
 /// Load-time settings that are not filters.
 #[derive(Debug, Clone)]
-pub struct LoadOptions {
+pub(crate) struct LoadOptions {
     /// Ring buffer size in bytes (a power of two, at least one page).
     pub ring_bytes: u32,
     /// Keep the kernel's BPF run-time statistics on while tracing (see [`Probes::costs`]).
     pub measure_cost: bool,
+    /// The programs' own diagnostics at this level and above (see [`crate::kernel_log`]).
+    pub kernel_log: log::LevelFilter,
 }
 
 impl Default for LoadOptions {
@@ -128,12 +133,13 @@ impl Default for LoadOptions {
         LoadOptions {
             ring_bytes: 4 << 20,
             measure_cost: false,
+            kernel_log: log::LevelFilter::Off,
         }
     }
 }
 
 /// The loaded and attached programs, and the maps userspace reads.
-pub struct Probes {
+pub(crate) struct Probes {
     pub ebpf: Ebpf,
     pub events: RingBuf<MapData>,
     pub lost: PerCpuArray<MapData, u64>,
@@ -142,11 +148,13 @@ pub struct Probes {
     given_pids: BTreeSet<u32>,
     /// Keeps the kernel's run-time statistics on while held (--cost).
     _run_time_stats: Option<OwnedFd>,
+    /// The reader of the programs' diagnostics, when asked for (`-v`, `RUST_LOG`).
+    pub kernel_log: Option<KernelLog>,
 }
 
 /// What one attached program has cost so far, by the kernel's own accounting.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProgramCost {
+pub(crate) struct ProgramCost {
     pub program: String,
     pub runs: u64,
     pub run_time: Duration,
@@ -155,11 +163,11 @@ pub struct ProgramCost {
 /// Records the kernel side dropped, over all CPUs, indexed by sigtrace_common::drop_reason:
 /// not filtered out, not lost to a full ring, but given up for the reason named.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Drops(pub [u64; drop_reason::COUNT as usize]);
+pub(crate) struct Drops(pub [u64; drop_reason::COUNT as usize]);
 
 impl Drops {
     /// The non-zero counts, by reason name.
-    pub fn nonzero(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+    pub(crate) fn nonzero(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
         (0..drop_reason::COUNT).filter_map(|reason| {
             let count = self.0[reason as usize];
             (count > 0).then(|| (drop_reason::name(reason).unwrap_or("unknown"), count))
@@ -168,7 +176,7 @@ impl Drops {
 
     /// For the final line after "N events, M lost": "; dropped: read_failed 3, table_full 1",
     /// or nothing when no record was dropped.
-    pub fn suffix(&self) -> String {
+    pub(crate) fn suffix(&self) -> String {
         let listed: Vec<String> = self
             .nonzero()
             .map(|(name, count)| format!("{name} {count}"))
@@ -182,7 +190,7 @@ impl Drops {
 
     /// For the SIGUSR1 stats line, in its key=value style: " dropped read_failed=3", or
     /// nothing.
-    pub fn stats(&self) -> String {
+    pub(crate) fn stats(&self) -> String {
         let listed: String = self
             .nonzero()
             .map(|(name, count)| format!(" {name}={count}"))
@@ -196,7 +204,7 @@ impl Drops {
 }
 
 impl ProgramCost {
-    pub fn ns_per_run(&self) -> u64 {
+    pub(crate) fn ns_per_run(&self) -> u64 {
         (self.run_time.as_nanos() / u128::from(self.runs.max(1))) as u64
     }
 }
@@ -217,7 +225,7 @@ impl Probes {
     /// A pid given on the command line has exited: stop matching its number, which the
     /// kernel may later give to an unrelated process. Userspace is PID_SIDES' only writer,
     /// so the read-modify-write cannot race.
-    pub fn forget_pid(&mut self, tgid: u32) -> Result<(), LoadError> {
+    pub(crate) fn forget_pid(&mut self, tgid: u32) -> Result<(), LoadError> {
         if !self.given_pids.remove(&tgid) {
             return Ok(());
         }
@@ -231,7 +239,7 @@ impl Probes {
     /// Run counts and run time of every attached program since the statistics were turned
     /// on: only meaningful with `measure_cost` (otherwise the kernel may not be counting).
     /// The kernel's clock reads around each run are included, ~2 per run.
-    pub fn costs(&self) -> Vec<ProgramCost> {
+    pub(crate) fn costs(&self) -> Vec<ProgramCost> {
         let mut costs: Vec<ProgramCost> = self
             .ebpf
             .programs()
@@ -249,7 +257,7 @@ impl Probes {
     }
 
     /// Total records the kernel could not reserve, over all CPUs.
-    pub fn lost(&self) -> u64 {
+    pub(crate) fn lost(&self) -> u64 {
         self.lost
             .get(&0, 0)
             .map(|values| values.iter().sum())
@@ -258,7 +266,7 @@ impl Probes {
 
     /// Records the kernel side dropped for a reason (see [`Drops`]), over all CPUs; a count
     /// that cannot be read shows as 0, like [`Probes::lost`].
-    pub fn drops(&self) -> Drops {
+    pub(crate) fn drops(&self) -> Drops {
         let mut drops = Drops::default();
         for (reason, total) in (0..drop_reason::COUNT).zip(drops.0.iter_mut()) {
             *total = self
@@ -457,7 +465,7 @@ const SIGACTION_HOOKS: [&str; 2] = ["sys_enter", "sys_exit"];
 
 /// Loads, configures and attaches. On any error nothing stays attached: the partially
 /// built `Ebpf` is dropped, which detaches and unloads what was done so far.
-pub fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probes, LoadError> {
+pub(crate) fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probes, LoadError> {
     let mut loader = loader_without_kernel_btf()?;
     // Our programs read fields at offsets we resolved ourselves: no CO-RE relocation.
     loader.btf(None);
@@ -482,6 +490,21 @@ pub fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probes, Load
     let _ = setrlimit(Resource::RLIMIT_MEMLOCK, RLIM_INFINITY, RLIM_INFINITY);
     let mut ebpf = loader
         .override_global("CONFIG", &config, true)
+        // A constant to the verifier: below it, the logging code is removed.
+        .override_global(
+            aya_log::LEVEL,
+            &kernel_log::program_level(options.kernel_log),
+            true,
+        )
+        // 128 KiB by default; one page when nothing is logged.
+        .map_max_entries(
+            "AYA_LOGS",
+            if options.kernel_log == log::LevelFilter::Off {
+                4096
+            } else {
+                1 << 17
+            },
+        )
         .map_max_entries("EVENTS", options.ring_bytes)
         // 1 MiB of kernel memory, only when some pid is traced.
         .map_max_entries(
@@ -507,6 +530,8 @@ pub fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probes, Load
     // resident for the whole trace: give them back.
     // SAFETY: malloc_trim only releases memory that is already free.
     unsafe { libc::malloc_trim(0) };
+    let kernel_log = kernel_log::start(&mut ebpf, options.kernel_log)
+        .map_err(|e| LoadError::Load(format!("reading the programs' log: {e}")))?;
     fill_pid_sides(&mut ebpf, &filter.pids)?;
     fill(&mut ebpf, "TIDS", &filter.tids)?;
     fill(&mut ebpf, "PGRPS", &filter.pgrps)?;
@@ -553,6 +578,7 @@ pub fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probes, Load
         drops,
         given_pids: filter.pids.keys().copied().collect(),
         _run_time_stats: run_time_stats,
+        kernel_log,
     })
 }
 

@@ -20,6 +20,7 @@ use crate::{
     enrich::{self, Clock},
     error::Error,
     events::{self, Event},
+    kernel_log,
     launch::{self, Held},
     loader::{self, KernelFilter, LoadOptions, Probes},
     output::{Output, OutputOptions, TimeMode, Totals},
@@ -222,6 +223,7 @@ fn watch(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
 fn pidfd_open(pid: i32) -> Option<OwnedFd> {
     // SAFETY: plain syscall; on success it returns a new fd that we own.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a new fd, ours alone.
     (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
@@ -245,6 +247,7 @@ pub fn run(args: &TraceArgs) -> Result<u8, Error> {
         &LoadOptions {
             ring_bytes: args.ring_size,
             measure_cost: args.cost,
+            kernel_log: kernel_log::level(args.verbose),
         },
     )?;
     let clock = Clock::now();
@@ -308,6 +311,15 @@ async fn trace_loop(
     let ring_fd = probes.events.as_fd().try_clone_to_owned();
     let ring = watch(ring_fd.map_err(|e| Error::io("ring buffer fd", e))?)
         .map_err(|e| Error::io("watching the ring buffer", e))?;
+    let kernel_log_fd = match &probes.kernel_log {
+        Some(log) => Some(
+            log.as_fd()
+                .try_clone_to_owned()
+                .and_then(watch)
+                .map_err(|e| Error::io("watching the programs' log", e))?,
+        ),
+        None => None,
+    };
     let child_fd = match held.as_deref() {
         Some(h) => Some(
             watch(pidfd_open(h.pid.as_raw()).ok_or_else(|| {
@@ -363,6 +375,13 @@ async fn trace_loop(
                     Err(e) => Err(e),
                 }
             }
+            guard = async { match &kernel_log_fd { Some(fd) => fd.readable().await, None => std::future::pending().await } } => {
+                if let Ok(mut guard) = guard {
+                    guard.clear_ready();
+                }
+                flush_kernel_log(probes);
+                Ok(None)
+            }
             _ = tick.tick() => {
                 // Errors go to `step`, as the other arms': a closed or given-up output
                 // ends the run below, not with `?` here.
@@ -387,6 +406,7 @@ async fn trace_loop(
             Err(e) => return Err(e),
         }
     };
+    flush_kernel_log(probes);
     if !matches!(end, End::OutputClosed | End::OutputBlocked) {
         // The command's last events (its own exit) may still be in flight.
         let last = pump.finish(probes, output);
@@ -399,6 +419,12 @@ async fn trace_loop(
         }
     }
     Ok((end, pump.events))
+}
+
+fn flush_kernel_log(probes: &mut Probes) {
+    if let Some(log) = probes.kernel_log.as_mut() {
+        log.flush();
+    }
 }
 
 /// In launch mode the terminal's ^C also reaches the command: keep tracing to see what it
@@ -594,18 +620,18 @@ mod stopping {
     static CHAINED: OnceLock<[libc::sigaction; 3]> = OnceLock::new();
 
     /// SIGINTs received since [`install`].
-    pub fn interrupts() -> u32 {
+    pub(super) fn interrupts() -> u32 {
         INTERRUPTS.load(SeqCst)
     }
 
     /// Whether the output was given up.
-    pub fn gave_up() -> bool {
+    pub(super) fn gave_up() -> bool {
         GAVE_UP.load(SeqCst)
     }
 
     /// Puts `on_stop` in front of tokio's handlers, which must be registered already. Only
     /// once per process: a second call would chain to itself.
-    pub fn install(launching: bool) -> io::Result<()> {
+    pub(super) fn install(launching: bool) -> io::Result<()> {
         LAUNCHING.store(launching, SeqCst);
         let check = |rc: c_int| {
             if rc == 0 {
@@ -710,7 +736,7 @@ mod stopping {
 
     /// The output's writer: a write interrupted by the watchdog is retried, unless the
     /// output was given up; then it and every later write fail at once.
-    pub struct Watched<W>(pub W);
+    pub(super) struct Watched<W>(pub W);
 
     impl<W: Write> Write for Watched<W> {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {

@@ -6,6 +6,7 @@ use aya_ebpf::{
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
+use aya_log_ebpf::debug;
 use sigtrace_common::{DeliverEvent, drop_reason, flag, side};
 
 use super::{Outcome, finish};
@@ -20,7 +21,7 @@ const SIGKILL: i32 = 9;
 /// recipient, when it dequeues the signal to act on it.
 #[raw_tracepoint(tracepoint = "signal_deliver")]
 pub fn signal_deliver(ctx: RawTracePointContext) -> i32 {
-    finish(try_signal_deliver(&ctx))
+    finish(&ctx, "signal_deliver", try_signal_deliver(&ctx))
 }
 
 fn try_signal_deliver(ctx: &RawTracePointContext) -> Outcome {
@@ -41,6 +42,12 @@ fn try_signal_deliver(ctx: &RawTracePointContext) -> Outcome {
         // An exec in another thread kills this one with a SIGKILL nobody sent
         // (de_thread): not a signal delivery.
         if signal.group_exec_task() != 0 {
+            debug!(
+                ctx,
+                "signal_deliver: SIGKILL in tid {} (tgid {}) is an exec ending its other threads, not a signal: not shown",
+                pid_tgid as u32,
+                tgid
+            );
             return Ok(());
         }
         signal.group_exit_code()

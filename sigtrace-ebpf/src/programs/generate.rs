@@ -28,7 +28,7 @@ const SEND_SIG_PRIV: u64 = 1;
 ///                 int group, int result)
 #[raw_tracepoint(tracepoint = "signal_generate")]
 pub fn signal_generate(ctx: RawTracePointContext) -> i32 {
-    finish(try_signal_generate(&ctx))
+    finish(&ctx, "signal_generate", try_signal_generate(&ctx))
 }
 
 fn try_signal_generate(ctx: &RawTracePointContext) -> Outcome {

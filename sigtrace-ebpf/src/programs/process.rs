@@ -14,7 +14,7 @@ use crate::maps::{FOLLOWED, conf};
 /// for its last thread.
 #[raw_tracepoint(tracepoint = "sched_process_exit")]
 pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
-    finish(try_sched_process_exit(&ctx))
+    finish(&ctx, "sched_process_exit", try_sched_process_exit(&ctx))
 }
 
 fn try_sched_process_exit(ctx: &RawTracePointContext) -> Outcome {
@@ -87,7 +87,7 @@ fn list_children(task: Task, event: &mut ExitEvent) {
 /// followed processes are followed too, decided here so none slips through a /proc poll.
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
 pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
-    finish(try_sched_process_fork(&ctx))
+    finish(&ctx, "sched_process_fork", try_sched_process_fork(&ctx))
 }
 
 fn try_sched_process_fork(ctx: &RawTracePointContext) -> Outcome {

@@ -27,7 +27,7 @@ fn current_action(sig: i32) -> (u64, u64, u64) {
 /// changes it. Attached only with --sigaction.
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
-    finish(try_sys_enter(&ctx))
+    finish(&ctx, "sys_enter", try_sys_enter(&ctx))
 }
 
 fn try_sys_enter(ctx: &RawTracePointContext) -> Outcome {
@@ -64,7 +64,7 @@ fn try_sys_enter(ctx: &RawTracePointContext) -> Outcome {
 /// kernel now holds it.
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
-    finish(try_sys_exit(&ctx))
+    finish(&ctx, "sys_exit", try_sys_exit(&ctx))
 }
 
 fn try_sys_exit(ctx: &RawTracePointContext) -> Outcome {
