@@ -501,7 +501,8 @@ const _: () = assert!(size_of::<PendingKey>() == 8);
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
-    // SAFETY: all of these are #[repr(C)] plain integers and arrays with no padding.
+    // SAFETY: #[repr(C)] plain integers and arrays with no padding (size asserted above).
     unsafe impl aya::Pod for Config {}
+    // SAFETY: #[repr(C)], two u32s, no padding (size asserted above).
     unsafe impl aya::Pod for PendingKey {}
 }

@@ -42,7 +42,7 @@ const KIND_TYPE_TAG: u32 = 18;
 const KIND_ENUM64: u32 = 19;
 
 /// A parsed view over raw BTF bytes: the start of each type record, by type id.
-pub struct Btf {
+pub(crate) struct Btf {
     data: Vec<u8>,
     types_start: usize,
     strings_start: usize,
@@ -64,11 +64,11 @@ struct TypeRecord {
 }
 
 impl Btf {
-    pub fn from_sys_fs() -> Result<Self, BtfError> {
+    pub(crate) fn from_sys_fs() -> Result<Self, BtfError> {
         Self::from_file(Path::new("/sys/kernel/btf/vmlinux"))
     }
 
-    pub fn from_file(path: &Path) -> Result<Self, BtfError> {
+    pub(crate) fn from_file(path: &Path) -> Result<Self, BtfError> {
         let data = fs::read(path).map_err(|source| BtfError::Read {
             path: path.display().to_string(),
             source,
@@ -76,7 +76,7 @@ impl Btf {
         Self::parse(data)
     }
 
-    pub fn parse(data: Vec<u8>) -> Result<Self, BtfError> {
+    pub(crate) fn parse(data: Vec<u8>) -> Result<Self, BtfError> {
         let u16_at = |at: usize| {
             data.get(at..at + 2)
                 .map(|b| u16::from_le_bytes([b[0], b[1]]))
@@ -155,12 +155,12 @@ impl Btf {
     }
 
     /// The id of the struct named `name`.
-    pub fn struct_id(&self, name: &str) -> Result<u32, BtfError> {
+    pub(crate) fn struct_id(&self, name: &str) -> Result<u32, BtfError> {
         self.find(name, KIND_STRUCT)
             .ok_or_else(|| BtfError::Missing(format!("struct {name}")))
     }
 
-    pub fn has_struct(&self, name: &str) -> bool {
+    pub(crate) fn has_struct(&self, name: &str) -> bool {
         self.find(name, KIND_STRUCT).is_some()
     }
 
@@ -198,7 +198,7 @@ impl Btf {
 
     /// Number of parameters of the function prototype behind the typedef `name` (a pointer
     /// to a FUNC_PROTO, as the kernel's `btf_trace_*` typedefs are); 0 when absent.
-    pub fn func_proto_params(&self, name: &str) -> usize {
+    pub(crate) fn func_proto_params(&self, name: &str) -> usize {
         let typedef = (1..=self.type_offsets.len() as u32).find(|&id| {
             self.record(id)
                 .is_some_and(|r| r.kind == KIND_TYPEDEF && self.name(r.name_off) == name.as_bytes())
@@ -212,7 +212,7 @@ impl Btf {
     }
 
     /// Size in bytes of a struct (by id).
-    pub fn size_of(&self, id: u32) -> Result<u32, BtfError> {
+    pub(crate) fn size_of(&self, id: u32) -> Result<u32, BtfError> {
         self.resolve(id)
             .filter(|r| r.kind == KIND_STRUCT || r.kind == KIND_UNION || r.kind == KIND_INT)
             .map(|r| r.size_or_type)
@@ -250,7 +250,7 @@ impl Btf {
     }
 
     /// Byte offset of a dotted member path, e.g. `offset_of("task_struct", "pending.signal")`.
-    pub fn offset_of(&self, strukt: &str, path: &str) -> Result<u32, BtfError> {
+    pub(crate) fn offset_of(&self, strukt: &str, path: &str) -> Result<u32, BtfError> {
         let missing = || BtfError::Missing(format!("{strukt}.{path}"));
         let mut id = self.struct_id(strukt)?;
         let mut offset = 0;
@@ -260,20 +260,6 @@ impl Btf {
             id = ty;
         }
         Ok(offset)
-    }
-
-    /// Element size of the array member `path` of `strukt`.
-    pub fn array_elem_size(&self, strukt: &str, path: &str) -> Result<u32, BtfError> {
-        let missing = || BtfError::Missing(format!("array {strukt}.{path}"));
-        let mut id = self.struct_id(strukt)?;
-        for part in path.split('.') {
-            id = self.member_in(id, part).ok_or_else(missing)?.1;
-        }
-        let array = self.resolve(id).filter(|r| r.kind == KIND_ARRAY);
-        let elem = array
-            .and_then(|r| self.u32_at(r.extra))
-            .ok_or_else(missing)?;
-        self.size_of(elem)
     }
 }
 
@@ -372,7 +358,7 @@ fn with_windows(mut o: Offsets) -> Result<Offsets, BtfError> {
 }
 
 /// Every offset the eBPF programs use, from this kernel's BTF.
-pub fn resolve_offsets(btf: &Btf) -> Result<Offsets, BtfError> {
+pub(crate) fn resolve_offsets(btf: &Btf) -> Result<Offsets, BtfError> {
     let task = |path| btf.offset_of("task_struct", path);
     let signal = |path| btf.offset_of("signal_struct", path);
     let regs = |path| btf.offset_of("pt_regs", path);

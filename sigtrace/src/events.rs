@@ -38,13 +38,20 @@ pub enum DecodeError {
 /// Implementors must be `#[repr(C)]` structs of integers and integer arrays, valid for any
 /// bit pattern.
 unsafe trait Record: Copy {}
-// SAFETY: all are #[repr(C)] integer-only structs (sigtrace-common pins their sizes).
-unsafe impl Record for Header {}
-unsafe impl Record for GenerateEvent {}
-unsafe impl Record for DeliverEvent {}
-unsafe impl Record for ExitEvent {}
-unsafe impl Record for ForkEvent {}
-unsafe impl Record for SigactionEvent {}
+macro_rules! plain_records {
+    ($($record:ty),+) => {$(
+        // SAFETY: a #[repr(C)] integer-only struct (sigtrace-common pins its size).
+        unsafe impl Record for $record {}
+    )+};
+}
+plain_records!(
+    Header,
+    GenerateEvent,
+    DeliverEvent,
+    ExitEvent,
+    ForkEvent,
+    SigactionEvent
+);
 
 fn copy_record<T: Record>(bytes: &[u8], kind: u32) -> Result<T, DecodeError> {
     let expected = size_of::<T>();

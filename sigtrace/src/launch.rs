@@ -15,14 +15,14 @@ use nix::{
 use crate::error::Error;
 
 /// A forked command waiting for [`Held::release`].
-pub struct Held {
+pub(crate) struct Held {
     pub pid: Pid,
     gate: Option<OwnedFd>,
 }
 
 /// Exit status of the command as a shell reports it from a raw wait status: the code, or
 /// 128 + the signal (real-time signals included).
-pub fn shell_status(raw: i32) -> u8 {
+pub(crate) fn shell_status(raw: i32) -> u8 {
     if libc::WIFSIGNALED(raw) {
         128u8.wrapping_add(libc::WTERMSIG(raw) as u8)
     } else {
@@ -32,7 +32,7 @@ pub fn shell_status(raw: i32) -> u8 {
 
 /// Forks `command`; the child waits for a byte on a pipe before it execs. Must be called
 /// while the process is still single-threaded (before the async runtime starts).
-pub fn spawn_held(command: &[String]) -> Result<Held, Error> {
+pub(crate) fn spawn_held(command: &[String]) -> Result<Held, Error> {
     let argv: Vec<CString> = command
         .iter()
         .map(|a| CString::new(a.as_bytes()))
@@ -97,7 +97,7 @@ pub fn spawn_held(command: &[String]) -> Result<Held, Error> {
 
 impl Held {
     /// Lets the command exec.
-    pub fn release(&mut self) -> Result<(), Error> {
+    pub(crate) fn release(&mut self) -> Result<(), Error> {
         if let Some(gate) = self.gate.take() {
             write(&gate, b"g").map_err(|e| Error::io("releasing the command", e.into()))?;
         }
@@ -106,7 +106,7 @@ impl Held {
 
     /// The command's raw wait status if it has ended (reaps it). Raw, because nix's
     /// WaitStatus cannot represent a death by a real-time signal.
-    pub fn try_wait(&self) -> Result<Option<i32>, Error> {
+    pub(crate) fn try_wait(&self) -> Result<Option<i32>, Error> {
         let mut status = 0;
         // SAFETY: waitpid on our own child, writing into a local.
         let got = unsafe { libc::waitpid(self.pid.as_raw(), &mut status, libc::WNOHANG) };

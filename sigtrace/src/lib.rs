@@ -1,17 +1,22 @@
 //! sigtrace: who sent which signal to whom, what the recipient had installed for it, and
 //! what happened next. All logic lives in this library so that it is testable without root;
 //! `main.rs` only parses the command line and reports errors.
+//!
+//! Public are the modules `main.rs`, the fuzz targets and the end-to-end tests use; the
+//! rest is `pub(crate)`, so that the compiler sees what nothing uses.
+#![warn(unreachable_pub)]
 
-pub mod btf;
+mod btf;
 pub mod cli;
 pub mod correlate;
 pub mod enrich;
-pub mod error;
+mod error;
 pub mod escape;
 pub mod events;
+mod kernel_log;
 pub mod knowledge;
-pub mod launch;
-pub mod loader;
+mod launch;
+mod loader;
 pub mod output;
 pub mod signals;
 pub mod trace;
