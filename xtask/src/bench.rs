@@ -10,10 +10,19 @@
 //! and return at once, the floor of any filter); bpftrace printing the same two tracepoints (tracefs mounted
 //! in a private mount namespace). For sigtrace it also measures the time from start to
 //! "ready", the RSS sampled during the storm and the peak RSS, and events received and lost.
+//!
+//! `--baseline REV` adds a second sigtrace under test: the one at git revision REV, built
+//! in a worktree of its own (`<target dir>/bench-baseline/<short sha>`, reused by later
+//! runs). Every round then runs each sigtrace mode under both builds, in an order that
+//! alternates from round to round, each traced storm paired with its own untraced storm;
+//! the table adds the baseline's rows and, per mode, the median over rounds of this tree's
+//! paired ratio over the baseline's paired ratio of the same round.
 
 use std::{
+    collections::HashSet,
     fs,
     io::{BufRead, BufReader, Read},
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
         Arc,
@@ -25,21 +34,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::{run, test::is_root};
-
-/// Where cargo put the release sigtrace and the storm example (set once, at the start).
-static BUILT: std::sync::OnceLock<(std::path::PathBuf, std::path::PathBuf)> =
-    std::sync::OnceLock::new();
-
-fn sigtrace_path() -> &'static std::path::Path {
-    BUILT
-        .get()
-        .map_or(std::path::Path::new("sigtrace"), |b| &b.0)
-}
-
-fn storm_path() -> &'static std::path::Path {
-    BUILT.get().map_or(std::path::Path::new("storm"), |b| &b.1)
-}
+use crate::{exec::stdout_of, run, test::is_root};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -55,6 +50,10 @@ pub struct BenchArgs {
     /// Skip bpftrace even when it is installed.
     #[arg(long)]
     no_bpftrace: bool,
+    /// Also run every sigtrace mode under the sigtrace of git revision REV (built in a
+    /// worktree under <target dir>/bench-baseline/), and compare round by round.
+    #[arg(long, value_name = "REV")]
+    baseline: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -68,6 +67,9 @@ enum Mode {
     Bpftrace,
 }
 
+/// The modes that run sigtrace, under each build under test.
+const SIGTRACE_MODES: [Mode; 4] = [Mode::Text, Mode::Json, Mode::Filtered, Mode::NothingKept];
+
 impl Mode {
     fn label(self) -> &'static str {
         match self {
@@ -78,6 +80,86 @@ impl Mode {
             Mode::NothingKept => "sigtrace --signal 63 (keeps nothing)",
             Mode::Bpftrace => "bpftrace (printf per event)",
         }
+    }
+
+    fn is_sigtrace(self) -> bool {
+        SIGTRACE_MODES.contains(&self)
+    }
+
+    /// sigtrace's arguments in this mode (none for the modes that do not run it).
+    fn sigtrace_args(self, unrelated: u32) -> Vec<String> {
+        let args: &[&str] = match self {
+            Mode::Json => &["--format", "json"],
+            Mode::Filtered => return vec!["--pid".into(), unrelated.to_string()],
+            // SIGRTMIN+29: nothing on these machines sends it.
+            Mode::NothingKept => &["--signal", "63"],
+            Mode::Untraced | Mode::Text | Mode::Bpftrace => &[],
+        };
+        args.iter().map(|a| a.to_string()).collect()
+    }
+}
+
+/// Which sigtrace a run used: this tree's, or the one built at --baseline REV. Runs that
+/// use no sigtrace (untraced, bpftrace) count as this tree's.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Build {
+    Current,
+    Baseline,
+}
+
+/// The sigtrace built at --baseline REV.
+struct Baseline {
+    /// REV as given.
+    rev: String,
+    short_sha: String,
+    binary: PathBuf,
+}
+
+/// What the runs need: the executables under test and the unrelated process.
+struct Bench {
+    storm: PathBuf,
+    sigtrace: PathBuf,
+    baseline: Option<Baseline>,
+    /// Our own `sleep`, the unrelated pid of the filtered mode; killed when dropped.
+    unrelated: Child,
+}
+
+impl Bench {
+    fn sigtrace(&self, build: Build) -> &Path {
+        match (build, &self.baseline) {
+            (Build::Baseline, Some(baseline)) => &baseline.binary,
+            _ => &self.sigtrace,
+        }
+    }
+
+    /// The builds that run `mode`: both for sigtrace's modes when there is a baseline.
+    fn builds(&self, mode: Mode) -> &'static [Build] {
+        if mode.is_sigtrace() && self.baseline.is_some() {
+            &[Build::Current, Build::Baseline]
+        } else {
+            &[Build::Current]
+        }
+    }
+
+    /// `mode` run by `build`, for the progress lines and errors.
+    fn label(&self, mode: Mode, build: Build) -> String {
+        match (build, &self.baseline) {
+            (Build::Baseline, Some(baseline)) => {
+                format!("{} @ baseline {}", mode.label(), baseline.short_sha)
+            }
+            _ => mode.label().to_string(),
+        }
+    }
+
+    fn unrelated(&self) -> u32 {
+        self.unrelated.id()
+    }
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        let _ = self.unrelated.kill();
+        let _ = self.unrelated.wait();
     }
 }
 
@@ -96,6 +178,14 @@ struct Sample {
     cost_ns: Option<(u64, u64)>,
 }
 
+/// One timed storm: its mode, the build that traced it and its round.
+struct Run {
+    mode: Mode,
+    build: Build,
+    round: usize,
+    sample: Sample,
+}
+
 /// Runs of the in-kernel cost pass (sigtrace --cost) per mode, after the timed rounds.
 const COST_RUNS: usize = 2;
 
@@ -103,15 +193,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if !is_root() {
         bail!("the benchmark loads BPF programs: run it as root (sudo -E cargo xtask bench)");
     }
+    // The baseline first: a REV that is no commit fails at once.
+    let baseline = args.baseline.as_deref().map(build_baseline).transpose()?;
     let built = run::build_release(&["--bin", "sigtrace", "--example", "storm"])?;
-    let _ = BUILT.set((run::find(&built, "sigtrace")?, run::find(&built, "storm")?));
-    let mut modes = vec![
-        Mode::Untraced,
-        Mode::Text,
-        Mode::Json,
-        Mode::Filtered,
-        Mode::NothingKept,
-    ];
+    let mut modes = vec![Mode::Untraced];
+    modes.extend(SIGTRACE_MODES);
     if !args.no_bpftrace {
         if ensure_bpftrace() {
             modes.push(Mode::Bpftrace);
@@ -121,41 +207,67 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             );
         }
     }
-    // An unrelated process for the filtered mode: ours, ended at the end.
-    let mut unrelated = Command::new("sleep")
-        .arg("3600")
-        .spawn()
-        .context("spawn sleep")?;
+    let bench = Bench {
+        storm: run::find(&built, "storm")?,
+        sigtrace: run::find(&built, "sigtrace")?,
+        baseline,
+        unrelated: Command::new("sleep")
+            .arg("3600")
+            .spawn()
+            .context("spawn sleep")?,
+    };
+    // The progress lines' label column.
+    let width = modes
+        .iter()
+        .flat_map(|&mode| bench.builds(mode).iter().map(move |&build| (mode, build)))
+        .map(|(mode, build)| bench.label(mode, build).chars().count())
+        .max()
+        .unwrap_or(0);
     let started = Instant::now();
-    let mut samples: Vec<(Mode, Sample)> = Vec::new();
+    let mut runs: Vec<Run> = Vec::new();
     for round in 1..=args.rounds {
-        for &mode in &modes {
+        for &mode in modes.iter().filter(|&&m| m != Mode::Untraced) {
             let n = if mode == Mode::Bpftrace {
                 args.bpftrace_signals
             } else {
                 args.signals
             };
-            if mode == Mode::Untraced {
-                continue;
+            let mut builds = bench.builds(mode).to_vec();
+            // Neither build always runs first.
+            if round % 2 == 0 {
+                builds.reverse();
             }
-            let untraced = run_mode(Mode::Untraced, n, unrelated.id())
-                .with_context(|| format!("round {round}, untraced"))?;
-            let baseline = untraced.ns_per_signal;
-            samples.push((Mode::Untraced, untraced));
-            let mut sample = run_mode(mode, n, unrelated.id())
-                .with_context(|| format!("round {round}, {}", mode.label()))?;
-            sample.paired_ratio = sample.ns_per_signal / baseline;
-            eprintln!(
-                "bench: round {round} {:<38} {:>8.0} ns/signal (untraced just before: {:>5.0}, {:.2}×)  events {}/{}  lost {}",
-                mode.label(),
-                sample.ns_per_signal,
-                baseline,
-                sample.paired_ratio,
-                sample.events,
-                sample.expected,
-                sample.lost
-            );
-            samples.push((mode, sample));
+            for build in builds {
+                let label = bench.label(mode, build);
+                let untraced = run_mode(&bench, Mode::Untraced, Build::Current, n)
+                    .with_context(|| format!("round {round}, untraced"))?;
+                let before = untraced.ns_per_signal;
+                runs.push(Run {
+                    mode: Mode::Untraced,
+                    build: Build::Current,
+                    round,
+                    sample: untraced,
+                });
+                let mut sample = run_mode(&bench, mode, build, n)
+                    .with_context(|| format!("round {round}, {label}"))?;
+                sample.paired_ratio = sample.ns_per_signal / before;
+                eprintln!(
+                    "bench: round {round} {:<width$} {:>8.0} ns/signal (untraced just before: {:>5.0}, {:.2}×)  events {}/{}  lost {}",
+                    label,
+                    sample.ns_per_signal,
+                    before,
+                    sample.paired_ratio,
+                    sample.events,
+                    sample.expected,
+                    sample.lost
+                );
+                runs.push(Run {
+                    mode,
+                    build,
+                    round,
+                    sample,
+                });
+            }
         }
     }
     // The kernel's own accounting of the programs, separately: its clock reads would
@@ -163,7 +275,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let mut costs: Vec<(Mode, (u64, u64))> = Vec::new();
     for run in 1..=COST_RUNS {
         for mode in [Mode::Text, Mode::Filtered, Mode::NothingKept] {
-            let sample = run_sigtrace(mode, args.signals, unrelated.id(), true)
+            let sample = run_sigtrace(&bench, mode, Build::Current, args.signals, true)
                 .with_context(|| format!("cost run {run}, {}", mode.label()))?;
             let cost = sample
                 .cost_ns
@@ -180,21 +292,114 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             costs.push((mode, cost));
         }
     }
-    let _ = unrelated.kill();
-    let _ = unrelated.wait();
-    print_table(&modes, &samples, args, started.elapsed());
-    print_costs(&samples, &costs);
+    let took = started.elapsed();
+    print_table(&bench, &modes, &runs, args, took);
+    print_costs(&runs, &costs);
     Ok(())
+}
+
+/// Builds sigtrace at git revision `rev` in a worktree of its own under the workspace's
+/// target directory (reused when it is there already), with a target directory inside it,
+/// and checks that it takes every flag the sigtrace modes give.
+fn build_baseline(rev: &str) -> anyhow::Result<Baseline> {
+    let metadata =
+        stdout_of(Command::new("cargo").args(["metadata", "--format-version", "1", "--no-deps"]))?;
+    let metadata: serde_json::Value =
+        serde_json::from_str(&metadata).context("cargo metadata printed no JSON")?;
+    let workspace = metadata["workspace_root"]
+        .as_str()
+        .context("cargo metadata names no workspace_root")?;
+    let target = metadata["target_directory"]
+        .as_str()
+        .context("cargo metadata names no target_directory")?;
+    let workspace = Path::new(workspace);
+    let commit = format!("{rev}^{{commit}}");
+    let Ok(sha) = git(workspace, &["rev-parse", "--verify", "--quiet", &commit]) else {
+        bail!(
+            "--baseline {rev}: no such commit in {}",
+            workspace.display()
+        );
+    };
+    let short_sha = git(workspace, &["rev-parse", "--short", &sha])?;
+    let dir = Path::new(target).join("bench-baseline").join(&short_sha);
+    let dir_text = dir.to_string_lossy().into_owned();
+    if dir.exists() {
+        // A worktree has a .git file; anything else would find the main checkout's HEAD.
+        let head = git(&dir, &["rev-parse", "HEAD"]).ok();
+        if !dir.join(".git").is_file() || head.as_ref() != Some(&sha) {
+            bail!(
+                "--baseline {rev}: {dir_text} is there but is not a worktree at {sha}; remove it (git worktree remove --force {dir_text})"
+            );
+        }
+        eprintln!("bench: baseline {rev} ({short_sha}): reusing the worktree {dir_text}");
+    } else {
+        eprintln!("bench: baseline {rev} ({short_sha}): git worktree add {dir_text}");
+        // --force: a worktree whose directory was deleted (cargo clean) is still registered.
+        git(
+            workspace,
+            &["worktree", "add", "--force", "--detach", &dir_text, &sha],
+        )?;
+    }
+    eprintln!(
+        "bench: building sigtrace at {short_sha} in {dir_text} (release; a first build takes minutes)"
+    );
+    let building = Instant::now();
+    let built = run::build_release_with(
+        Command::new("cargo")
+            .current_dir(&dir)
+            .env("CARGO_TARGET_DIR", dir.join("target")),
+        &["--bin", "sigtrace"],
+    )
+    .with_context(|| format!("--baseline {rev}: building sigtrace at {short_sha}"))?;
+    let binary = run::find(&built, "sigtrace")?;
+    eprintln!(
+        "bench: baseline sigtrace {} ({:.0?})",
+        binary.display(),
+        building.elapsed()
+    );
+    let help = stdout_of(Command::new(&binary).arg("--help"))?;
+    if let Some((mode, flag)) = missing_flag(&help) {
+        bail!(
+            "--baseline {rev}: sigtrace at {short_sha} has no {flag}, which the mode \"{}\" uses; pick a later revision",
+            mode.label()
+        );
+    }
+    Ok(Baseline {
+        rev: rev.to_owned(),
+        short_sha,
+        binary,
+    })
+}
+
+/// The trimmed stdout of `git -C dir ARGS`, which must succeed.
+fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+    Ok(
+        stdout_of(Command::new("git").arg("-C").arg(dir).args(args))?
+            .trim()
+            .to_owned(),
+    )
+}
+
+/// The first flag of the sigtrace modes that `help` (`sigtrace --help`) does not list.
+fn missing_flag(help: &str) -> Option<(Mode, String)> {
+    let listed: HashSet<&str> = help
+        .split(|c: char| c.is_whitespace() || matches!(c, ',' | '[' | ']' | '=' | '<'))
+        .collect();
+    SIGTRACE_MODES.into_iter().find_map(|mode| {
+        mode.sigtrace_args(0)
+            .into_iter()
+            .find(|arg| arg.starts_with("--") && !listed.contains(arg.as_str()))
+            .map(|flag| (mode, flag))
+    })
 }
 
 /// The in-kernel cost per signal (one generate and one deliver run) against the budget
 /// that the 1.25× and 1.05× targets leave.
-fn print_costs(samples: &[(Mode, Sample)], costs: &[(Mode, (u64, u64))]) {
+fn print_costs(runs: &[Run], costs: &[(Mode, (u64, u64))]) {
     let untraced = median(
-        samples
-            .iter()
-            .filter(|(m, _)| *m == Mode::Untraced)
-            .map(|(_, s)| s.ns_per_signal)
+        runs.iter()
+            .filter(|r| r.mode == Mode::Untraced)
+            .map(|r| r.sample.ns_per_signal)
             .collect(),
     );
     println!(
@@ -279,77 +484,161 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-fn print_table(modes: &[Mode], samples: &[(Mode, Sample)], args: &BenchArgs, took: Duration) {
-    let of = |mode: Mode| -> Vec<Sample> {
-        samples
-            .iter()
-            .filter(|(m, _)| *m == mode)
-            .map(|(_, s)| *s)
-            .collect()
-    };
+fn print_table(bench: &Bench, modes: &[Mode], runs: &[Run], args: &BenchArgs, took: Duration) {
+    let baseline = bench.baseline.as_ref();
     println!(
         "\n{} rounds, {} signals per storm ({} under bpftrace); medians, and the median of each \
-         traced storm's ratio to the untraced storm run just before it; took {:.0?}\n",
+         traced storm's ratio to the untraced storm run just before it; took {:.0?}",
         args.rounds, args.signals, args.bpftrace_signals, took
     );
-    println!(
-        "| {:<36} | {:>9} | {:>6} | {:>21} | {:>7} | {:>8} | {:>10} | {:>8} |",
-        "mode",
-        "ns/signal",
-        "ratio",
+    if let Some(baseline) = baseline {
+        println!(
+            "baseline: {} = {} ({}); every round ran each sigtrace mode under both builds, \
+             in alternating order, each traced storm paired with its own untraced storm",
+            baseline.rev,
+            baseline.short_sha,
+            baseline.binary.display()
+        );
+    }
+    println!();
+    let mut headers = vec!["mode", "ns/signal", "ratio"];
+    if baseline.is_some() {
+        headers.push("vs baseline (same round)");
+    }
+    headers.extend([
         "events (got/expected)",
         "lost",
         "ready ms",
         "RSS storm",
-        "peak RSS"
-    );
-    println!(
-        "|{:-<38}|{:->11}|{:->8}|{:->23}|{:->9}|{:->10}|{:->12}|{:->10}|",
-        "", "", "", "", "", "", "", ""
-    );
+        "peak RSS",
+    ]);
+    let mut rows = Vec::new();
+    let mut versus = Vec::new();
     for &mode in modes {
-        let s = of(mode);
-        let ns = median(s.iter().map(|x| x.ns_per_signal).collect());
-        let ratio = median(s.iter().map(|x| x.paired_ratio).collect());
-        let events = median(s.iter().map(|x| x.events as f64).collect());
-        let expected = median(s.iter().map(|x| x.expected as f64).collect());
-        let lost: u64 = s.iter().map(|x| x.lost).sum();
-        let ready = median(s.iter().map(|x| x.ready_ms).collect());
-        let rss = s.iter().map(|x| x.rss_storm_kib).max().unwrap_or(0);
-        let hwm = s.iter().map(|x| x.hwm_kib).max().unwrap_or(0);
-        let traced = matches!(
-            mode,
-            Mode::Text | Mode::Json | Mode::Filtered | Mode::NothingKept
-        );
-        let dash = |v: String| if traced { v } else { "-".to_string() };
-        println!(
-            "| {:<36} | {:>9.0} | {:>5.2}× | {:>21} | {:>7} | {:>8} | {:>10} | {:>8} |",
-            mode.label(),
-            ns,
-            ratio,
-            if mode == Mode::Untraced {
-                "-".to_string()
-            } else {
-                format!("{events:.0}/{expected:.0}")
-            },
-            if mode == Mode::Untraced {
-                "-".to_string()
-            } else {
-                format!("{lost} (sum)")
-            },
-            dash(format!("{ready:.0}")),
-            dash(format!("{:.1} MiB", rss as f64 / 1024.0)),
-            dash(format!("{:.1} MiB", hwm as f64 / 1024.0)),
-        );
+        for &build in bench.builds(mode) {
+            let s: Vec<Sample> = runs
+                .iter()
+                .filter(|r| r.mode == mode && r.build == build)
+                .map(|r| r.sample)
+                .collect();
+            let ns = median(s.iter().map(|x| x.ns_per_signal).collect());
+            let ratio = median(s.iter().map(|x| x.paired_ratio).collect());
+            let events = median(s.iter().map(|x| x.events as f64).collect());
+            let expected = median(s.iter().map(|x| x.expected as f64).collect());
+            let lost: u64 = s.iter().map(|x| x.lost).sum();
+            let ready = median(s.iter().map(|x| x.ready_ms).collect());
+            let rss = s.iter().map(|x| x.rss_storm_kib).max().unwrap_or(0);
+            let hwm = s.iter().map(|x| x.hwm_kib).max().unwrap_or(0);
+            let dash = |shown: bool, v: String| if shown { v } else { "-".to_string() };
+            let traced = mode != Mode::Untraced;
+            let label = match (build, baseline) {
+                // Under the same mode's row.
+                (Build::Baseline, Some(baseline)) => format!("  ↳ baseline {}", baseline.short_sha),
+                _ => mode.label().to_string(),
+            };
+            let mut row = vec![label, format!("{ns:.0}"), format!("{ratio:.2}×")];
+            if baseline.is_some() {
+                let cell = match build {
+                    Build::Current if mode.is_sigtrace() => {
+                        let (value, pairs) = versus_baseline(runs, mode);
+                        versus.push((mode, value));
+                        format!("{value:.2}× (median of {pairs} paired)")
+                    }
+                    _ => "-".to_string(),
+                };
+                row.push(cell);
+            }
+            row.extend([
+                dash(traced, format!("{events:.0}/{expected:.0}")),
+                dash(traced, format!("{lost} (sum)")),
+                dash(mode.is_sigtrace(), format!("{ready:.0}")),
+                dash(mode.is_sigtrace(), mib(rss)),
+                dash(mode.is_sigtrace(), mib(hwm)),
+            ]);
+            rows.push(row);
+        }
     }
+    print_markdown(&headers, &rows);
     println!(
         "\nexpected: the storm's generate + deliver records; the system-wide modes also count other processes' signals.\n\
          lost: records the kernel could not reserve (sigtrace: its exact per-CPU counter; bpftrace: its 'Lost N events' lines)."
     );
+    if let Some(baseline) = baseline {
+        println!(
+            "vs baseline (same round): in each round, this tree's paired ratio over the baseline's paired ratio; \
+             the median over the rounds. Below 1.00×, this tree costs less than {}.",
+            baseline.rev
+        );
+        if let Some((mode, worst)) = versus.iter().max_by(|a, b| a.1.total_cmp(&b.1)) {
+            println!(
+                "vs baseline {} ({}): the highest is {worst:.2}× ({}).",
+                baseline.rev,
+                baseline.short_sha,
+                mode.label()
+            );
+        }
+    }
 }
 
-fn storm(n: u64) -> anyhow::Result<f64> {
-    let out = Command::new(storm_path())
+/// The median over rounds of `mode`'s paired ratio under this tree's sigtrace over its
+/// paired ratio under the baseline's in the same round, and how many rounds had both.
+fn versus_baseline(runs: &[Run], mode: Mode) -> (f64, usize) {
+    let ratio = |build: Build, round: usize| {
+        runs.iter()
+            .find(|r| r.mode == mode && r.build == build && r.round == round)
+            .map(|r| r.sample.paired_ratio)
+    };
+    let per_round: Vec<f64> = runs
+        .iter()
+        .filter(|r| r.mode == mode && r.build == Build::Current)
+        .filter_map(|r| Some(r.sample.paired_ratio / ratio(Build::Baseline, r.round)?))
+        .collect();
+    let pairs = per_round.len();
+    (median(per_round), pairs)
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+/// A Markdown table: the first column left-aligned, the others right-aligned.
+fn print_markdown(headers: &[&str], rows: &[Vec<String>]) {
+    let widths: Vec<usize> = headers
+        .iter()
+        .enumerate()
+        .map(|(i, header)| {
+            rows.iter()
+                .map(|row| row[i].chars().count())
+                .chain([header.chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[&str]| {
+        let cells: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (cell, &w))| {
+                if i == 0 {
+                    format!(" {cell:<w$} ")
+                } else {
+                    format!(" {cell:>w$} ")
+                }
+            })
+            .collect();
+        println!("|{}|", cells.join("|"));
+    };
+    line(headers);
+    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(w + 2)).collect();
+    println!("|{}|", rule.join("|"));
+    for row in rows {
+        line(&row.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+}
+
+fn storm(bench: &Bench, n: u64) -> anyhow::Result<f64> {
+    let out = Command::new(&bench.storm)
         .arg(n.to_string())
         .output()
         .context("run storm")?;
@@ -388,16 +677,16 @@ fn rss_sampler(pid: u32) -> (Arc<AtomicBool>, thread::JoinHandle<u64>) {
     (stop, handle)
 }
 
-fn run_mode(mode: Mode, n: u64, unrelated: u32) -> anyhow::Result<Sample> {
+fn run_mode(bench: &Bench, mode: Mode, build: Build, n: u64) -> anyhow::Result<Sample> {
     match mode {
         Mode::Untraced => Ok(Sample {
-            ns_per_signal: storm(n)?,
+            ns_per_signal: storm(bench, n)?,
             paired_ratio: 1.0,
             ..Default::default()
         }),
-        Mode::Bpftrace => run_bpftrace(n),
+        Mode::Bpftrace => run_bpftrace(bench, n),
         Mode::Text | Mode::Json | Mode::Filtered | Mode::NothingKept => {
-            run_sigtrace(mode, n, unrelated, false)
+            run_sigtrace(bench, mode, build, n, false)
         }
     }
 }
@@ -407,24 +696,18 @@ fn interrupt(child: &Child) {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
 }
 
-fn run_sigtrace(mode: Mode, n: u64, unrelated: u32, cost: bool) -> anyhow::Result<Sample> {
-    let mut cmd = Command::new(sigtrace_path());
+fn run_sigtrace(
+    bench: &Bench,
+    mode: Mode,
+    build: Build,
+    n: u64,
+    cost: bool,
+) -> anyhow::Result<Sample> {
+    let mut cmd = Command::new(bench.sigtrace(build));
     if cost {
         cmd.arg("--cost");
     }
-    match mode {
-        Mode::Json => {
-            cmd.args(["--format", "json"]);
-        }
-        Mode::Filtered => {
-            cmd.args(["--pid", &unrelated.to_string()]);
-        }
-        // SIGRTMIN+29: nothing on these machines sends it.
-        Mode::NothingKept => {
-            cmd.args(["--signal", "63"]);
-        }
-        _ => {}
-    }
+    cmd.args(mode.sigtrace_args(bench.unrelated()));
     let spawned = Instant::now();
     let mut child = cmd
         .stdout(Stdio::null())
@@ -446,7 +729,7 @@ fn run_sigtrace(mode: Mode, n: u64, unrelated: u32, cost: bool) -> anyhow::Resul
     }
     let ready_ms = spawned.elapsed().as_secs_f64() * 1e3;
     let (stop, sampler) = rss_sampler(child.id());
-    let ns = storm(n);
+    let ns = storm(bench, n);
     // Let it drain what the storm left in the ring before stopping it.
     thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
@@ -516,7 +799,7 @@ fn program_count(pid: u32) -> usize {
         .unwrap_or(0)
 }
 
-fn run_bpftrace(n: u64) -> anyhow::Result<Sample> {
+fn run_bpftrace(bench: &Bench, n: u64) -> anyhow::Result<Sample> {
     const SCRIPT: &str = r#"tracepoint:signal:signal_generate { printf("%d %s -> %d sig %d res %d\n", pid, comm, args->pid, args->sig, args->result); }
 tracepoint:signal:signal_deliver { printf("%d %s deliver sig %d handler %lx\n", pid, comm, args->sig, args->sa_handler); }"#;
     // tracefs is not mounted on these machines: mount it in a private namespace.
@@ -556,7 +839,7 @@ tracepoint:signal:signal_deliver { printf("%d %s deliver sig %d handler %lx\n", 
         thread::sleep(Duration::from_millis(20));
     }
     thread::sleep(Duration::from_millis(200));
-    let ns = storm(n);
+    let ns = storm(bench, n);
     thread::sleep(Duration::from_millis(500));
     interrupt(&child);
     let mut err = String::new();
@@ -585,7 +868,7 @@ tracepoint:signal:signal_deliver { printf("%d %s deliver sig %d handler %lx\n", 
 
 #[cfg(test)]
 mod tests {
-    use super::ns_per_run;
+    use super::{Mode, missing_flag, ns_per_run};
 
     #[test]
     fn reads_sigtraces_cost_line() {
@@ -594,5 +877,16 @@ mod tests {
         assert_eq!(ns_per_run(list, "signal_deliver"), Some(557));
         assert_eq!(ns_per_run(list, "sys_exit"), None);
         assert_eq!(ns_per_run("signal_generate oops", "signal_generate"), None);
+    }
+
+    #[test]
+    fn finds_a_flag_the_help_does_not_list() {
+        let help = "Options:\n  -p, --pid <PID>\n  -s, --signal <SIGNAL>\n      --format <FORMAT>  [default: text] [possible values: text, json]\n";
+        assert_eq!(missing_flag(help), None);
+        let old = "Options:\n  -p, --pid <PID>\n  -s, --signal <SIGNAL>\n      --json\n      --formatting\n";
+        assert_eq!(
+            missing_flag(old),
+            Some((Mode::Json, "--format".to_string()))
+        );
     }
 }

@@ -14,8 +14,17 @@ use crate::{exec::stdout_of, test::is_root};
 /// Builds `targets` (cargo's target-selection flags, e.g. `--bin sigtrace`) of the sigtrace
 /// package in release mode; returns each built executable by target name.
 pub fn build_release(targets: &[&str]) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    build_release_with(&mut Command::new("cargo"), targets)
+}
+
+/// `build_release` through `cargo`, a `cargo` command set up by the caller: e.g. run in
+/// another checkout (`current_dir`) with a target directory of its own.
+pub fn build_release_with(
+    cargo: &mut Command,
+    targets: &[&str],
+) -> anyhow::Result<Vec<(String, PathBuf)>> {
     let messages = stdout_of(
-        Command::new("cargo")
+        cargo
             .args(["build", "--release", "--package", "sigtrace"])
             .args(targets)
             .arg("--message-format=json-render-diagnostics")
