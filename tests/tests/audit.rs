@@ -286,24 +286,6 @@ fn follow_includes_children_created_after_start() {
     );
 }
 
-fn launch(args: &[&str]) -> (Option<i32>, Vec<Value>, String) {
-    let out = Command::new(sigtrace_bin())
-        .args(["--format", "json"])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run sigtrace");
-    let records = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
-    (
-        out.status.code(),
-        records,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn launch_exits_with_the_commands_status() {
     if !bpf_allowed("launch_exits_with_the_commands_status") {

@@ -1,8 +1,6 @@
 //! End-to-end: the kernel programs' own diagnostics (aya-log) reach sigtrace's stderr at
 //! the level asked for, and not below it.
 
-use std::process::{Command, Stdio};
-
 use serde_json::Value;
 
 use crate::util::*;
@@ -14,23 +12,14 @@ const EXEC_FROM_THREADS: &str = r#"use threads; threads->create(sub { sleep 30 }
 /// Launches the script under sigtrace with `verbosity`; returns the JSON records and the
 /// stderr lines.
 fn run_with(verbosity: &[&str]) -> (Vec<Value>, Vec<String>) {
-    let out = Command::new(sigtrace_bin())
-        .args(["--format", "json"])
-        .args(verbosity)
-        .args(["--", "perl", "-e", EXEC_FROM_THREADS])
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run sigtrace");
-    let stderr: Vec<String> = String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .map(str::to_owned)
+    let args: Vec<&str> = verbosity
+        .iter()
+        .copied()
+        .chain(["--", "perl", "-e", EXEC_FROM_THREADS])
         .collect();
-    assert_eq!(out.status.code(), Some(0), "{stderr:#?}");
-    let records = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
+    let (status, records, stderr) = launch(&args);
+    let stderr: Vec<String> = stderr.lines().map(str::to_owned).collect();
+    assert_eq!(status, Some(0), "{stderr:#?}");
     (records, stderr)
 }
 

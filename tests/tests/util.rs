@@ -583,3 +583,24 @@ pub fn event_totals(stderr: &[String]) -> Option<(u64, u64)> {
         Some((events.parse().ok()?, lost.parse().ok()?))
     })
 }
+
+/// Runs `sigtrace --format json ARGS` to its end (RUST_LOG removed: `-v` decides the
+/// kernel log level); returns its exit status, its records and its stderr.
+pub fn launch(args: &[&str]) -> (Option<i32>, Vec<Value>, String) {
+    let out = Command::new(sigtrace_bin())
+        .args(["--format", "json"])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sigtrace");
+    let records = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    (
+        out.status.code(),
+        records,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
