@@ -429,6 +429,14 @@ pub struct Config {
     pub _pad: u32,
 }
 const _: () = assert!(size_of::<Config>() == 208);
+// No implicit padding (it would be uninitialized bytes in the copied global): with an odd
+// number of offsets, `_pad` must go; with an even number, it must be there.
+const _: () = assert!(
+    core::mem::offset_of!(Config, offsets) + size_of::<Offsets>()
+        == core::mem::offset_of!(Config, _pad)
+        && core::mem::offset_of!(Config, _pad) + size_of::<u32>() == size_of::<Config>(),
+    "Config has implicit padding: an offset was added or removed; adjust Config::_pad"
+);
 
 impl Config {
     pub const ZEROED: Config = Config {
@@ -438,52 +446,9 @@ impl Config {
         self_tgid: 0,
         wakeup_records: 0,
         wakeup_bytes: 0,
-        offsets: Offsets {
-            task_pid: 0,
-            task_tgid: 0,
-            task_comm: 0,
-            task_real_cred: 0,
-            task_real_parent: 0,
-            task_signal: 0,
-            task_sighand: 0,
-            task_blocked: 0,
-            task_pending_signal: 0,
-            task_exit_code: 0,
-            cred_uid: 0,
-            signal_pids: 0,
-            task_stack: 0,
-            regs_from_stack: 0,
-            signal_shared_pending: 0,
-            signal_tty: 0,
-            signal_group_exit_code: 0,
-            signal_live: 0,
-            pid_level: 0,
-            pid_numbers: 0,
-            upid_size: 0,
-            sighand_action: 0,
-            k_sigaction_size: 0,
-            ksa_handler: 0,
-            ksa_flags: 0,
-            ksa_mask: 0,
-            tty_name: 0,
-            tty_pgrp: 0,
-            regs_orig_ax: 0,
-            regs_di: 0,
-            regs_si: 0,
-            regs_dx: 0,
-            signal_group_exec_task: 0,
-            exit_has_group_dead: 0,
-            task_children: 0,
-            task_sibling: 0,
-            task_ids_window_start: 0,
-            task_ids_window_len: 0,
-            task_window_start: 0,
-            task_window_len: 0,
-            signal_window_start: 0,
-            signal_window_len: 0,
-            regs_window_start: 0,
-            regs_window_len: 0,
-        },
+        // SAFETY: Offsets is #[repr(C)] u32s only, for which all-zero bytes are valid; zeroed
+        // here so that adding an offset does not mean listing it again.
+        offsets: unsafe { core::mem::zeroed() },
         _pad: 0,
     };
 }

@@ -405,7 +405,16 @@ pub(crate) fn resolve_offsets(btf: &Btf) -> Result<Offsets, BtfError> {
         exit_has_group_dead: u32::from(btf.func_proto_params("btf_trace_sched_process_exit") >= 3),
         task_children: task("children")?,
         task_sibling: task("sibling")?,
-        ..Offsets::default()
+        // Filled by with_windows, from the offsets above. No `..Default::default()` here:
+        // an offset added to Offsets but not resolved must not compile.
+        task_ids_window_start: 0,
+        task_ids_window_len: 0,
+        task_window_start: 0,
+        task_window_len: 0,
+        signal_window_start: 0,
+        signal_window_len: 0,
+        regs_window_start: 0,
+        regs_window_len: 0,
     };
     let offsets = with_windows(offsets)?;
     check_sigaction_layout(k_sigaction_size, offsets.ksa_handler, offsets.ksa_flags)?;
