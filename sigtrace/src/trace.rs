@@ -165,7 +165,11 @@ fn output_options(args: &TraceArgs) -> OutputOptions {
         summary_only: args.summary_only,
         // With --pid/--sender/--target every exit the kernel sends concerns a chosen or a
         // signalled process.
-        all_exits: args.all_exits || !args.pids.is_empty() || !args.command.is_empty(),
+        all_exits: args.all_exits
+            || !args.pids.is_empty()
+            || !args.senders.is_empty()
+            || !args.targets.is_empty()
+            || !args.command.is_empty(),
     }
 }
 

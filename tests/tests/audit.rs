@@ -638,6 +638,33 @@ fn sender_filter_keeps_its_victims_deliveries_and_exit_only() {
     assert_eq!(exit["status"]["signal"]["name"], "SIGTERM");
 }
 
+#[test]
+fn sender_filter_shows_the_senders_own_exit() {
+    if !bpf_allowed("sender_filter_shows_the_senders_own_exit") {
+        return;
+    }
+    let _beside = beside_others();
+    let mut a = Agent::start("sigt-sendexit");
+    let pa = a.pid();
+    let mut victim = spawn_ready(&mut perl(TRAP_PERL));
+    let mut trace = Trace::start(&["--format", "json", "--sender", &pa.to_string()]);
+    let mut seen = Vec::new();
+    a.kill("USR1", victim.pid());
+    victim.wait_line("got USR1", WAIT);
+    // Nobody signals the sender: it ends on its own when its stdin closes.
+    drop(a.proc.child.stdin.take());
+    assert!(a.proc.wait_exit(WAIT).success());
+    trace.wait_for(&mut seen, WAIT, |r| {
+        r["type"] == "exit" && r["task"]["pid"] == pa
+    });
+    let records = trace.stop_json(seen);
+    let exit = of_type(&records, "exit")
+        .into_iter()
+        .find(|r| r["task"]["pid"] == pa)
+        .expect("exit");
+    assert_eq!(exit["status"]["kind"], "exited", "{exit}");
+}
+
 /// Spawns a helper (`spawn`) with pid `pid`, pointing the kernel's next pid there through
 /// /proc/sys/kernel/ns_last_pid (root); retries while other processes take it first.
 fn spawn_with_pid(pid: i32, spawn: impl Fn() -> Owned) -> Owned {
