@@ -19,7 +19,7 @@ use crate::{
 
 /// A fan-out is settled (reported) once every member has exited, or this long after the
 /// last thing that happened to it.
-pub const FANOUT_SETTLE_NS: u64 = 500_000_000;
+pub(crate) const FANOUT_SETTLE_NS: u64 = 500_000_000;
 /// Generations of one kill(-pgid) or tty signal arrive microseconds apart; a gap this long
 /// starts a new fan-out.
 const FANOUT_GAP_NS: u64 = 50_000_000;
@@ -76,7 +76,7 @@ impl Outcome {
     }
 
     /// Nothing more will happen to the signal itself.
-    pub fn is_final(self) -> bool {
+    pub(crate) fn is_final(self) -> bool {
         !matches!(
             self,
             Outcome::Pending | Outcome::Blocked | Outcome::LostInfo
@@ -92,7 +92,7 @@ pub enum ExitStatus {
 }
 
 impl ExitStatus {
-    pub fn from_wait_status(code: i32) -> Self {
+    pub(crate) fn from_wait_status(code: i32) -> Self {
         if code & 0x7f != 0 {
             ExitStatus::Killed {
                 signal: code & 0x7f,
@@ -280,7 +280,7 @@ pub struct Correlator {
 impl Correlator {
     /// Entries in each internal table, for `sigtrace`'s stats line (SIGUSR1): all must stay
     /// bounded however long a trace runs.
-    pub fn table_sizes(&self) -> [(&'static str, usize); 5] {
+    pub(crate) fn table_sizes(&self) -> [(&'static str, usize); 5] {
         [
             ("pending", self.pending.values().map(VecDeque::len).sum()),
             ("open_fanouts", self.open_fanouts.len()),
@@ -345,7 +345,11 @@ fn fanout_key(event: &GenerateEvent) -> Option<FanoutKey> {
 }
 
 /// The outcome of a dequeued signal, from the action the recipient had for it.
-pub fn delivery_outcome(sig: i32, handler: u64, group_exit_code: i32) -> (Outcome, Option<i32>) {
+pub(crate) fn delivery_outcome(
+    sig: i32,
+    handler: u64,
+    group_exit_code: i32,
+) -> (Outcome, Option<i32>) {
     if sig == num::SIGKILL {
         // The group exit code is a wait status: the signal the group dies of, and the core flag.
         return match ExitStatus::from_wait_status(group_exit_code) {

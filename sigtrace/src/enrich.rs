@@ -38,7 +38,7 @@ impl Clock {
         }
     }
 
-    pub fn mono_now() -> u64 {
+    pub(crate) fn mono_now() -> u64 {
         clock_gettime(ClockId::CLOCK_MONOTONIC)
             .map(ns)
             .unwrap_or(0)
@@ -52,7 +52,11 @@ impl Clock {
     }
 
     /// Seconds and microseconds of the local time of day, for text output.
-    pub fn local_time_of_day(&self, mono_ns: u64, utc_offset_s: i64) -> (u32, u32, u32, u32) {
+    pub(crate) fn local_time_of_day(
+        &self,
+        mono_ns: u64,
+        utc_offset_s: i64,
+    ) -> (u32, u32, u32, u32) {
         let wall = self.wall_at_zero_ns + mono_ns as i128 + utc_offset_s as i128 * 1_000_000_000;
         let secs_of_day = (wall.div_euclid(1_000_000_000)).rem_euclid(86_400) as u32;
         let micros = (wall.rem_euclid(1_000_000_000) / 1000) as u32;
@@ -66,7 +70,7 @@ impl Clock {
 }
 
 /// The local time zone's offset from UTC now, in seconds (0 when unknown).
-pub fn local_utc_offset() -> i64 {
+pub(crate) fn local_utc_offset() -> i64 {
     // SAFETY: localtime_r writes only into the tm we pass; time(NULL) has no preconditions.
     unsafe {
         let now = libc::time(std::ptr::null_mut());
@@ -127,7 +131,7 @@ fn read_orphan(pid: u32) -> Orphan {
 /// Processes holding the master side of the pty `tty` (kernel name such as "pts3") open:
 /// the terminal emulator, tmux, ssh — whoever writes the keys into it. Scans /proc once per
 /// tty fan-out, never per event.
-pub fn pty_master_holders(tty: &str) -> Vec<(u32, String)> {
+pub(crate) fn pty_master_holders(tty: &str) -> Vec<(u32, String)> {
     let Some(index) = tty.strip_prefix("pts").and_then(|n| n.parse::<u32>().ok()) else {
         return Vec::new();
     };
@@ -163,13 +167,13 @@ pub fn pty_master_holders(tty: &str) -> Vec<(u32, String)> {
 /// allocated: output writes it straight into the line. `field` is the kernel's NUL-padded
 /// name; its Display is the raw text (for JSON, which escapes), [`TtyName::escaped`] the
 /// terminal-safe one.
-pub fn tty_display(field: &[u8]) -> TtyName<'_> {
+pub(crate) fn tty_display(field: &[u8]) -> TtyName<'_> {
     let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
     TtyName(&field[..end])
 }
 
 #[derive(Clone, Copy)]
-pub struct TtyName<'a>(&'a [u8]);
+pub(crate) struct TtyName<'a>(&'a [u8]);
 
 impl<'a> TtyName<'a> {
     /// The pty number of a "ptsN" name.
@@ -181,12 +185,12 @@ impl<'a> TtyName<'a> {
     }
 
     /// The kernel's name as text ("pts3"), for looking the tty up.
-    pub fn kernel_name(self) -> std::borrow::Cow<'a, str> {
+    pub(crate) fn kernel_name(self) -> std::borrow::Cow<'a, str> {
         String::from_utf8_lossy(self.0)
     }
 
     /// For terminals: like Display, with control bytes and invalid UTF-8 escaped.
-    pub fn escaped(self) -> impl std::fmt::Display + 'a {
+    pub(crate) fn escaped(self) -> impl std::fmt::Display + 'a {
         EscapedTty(self)
     }
 }

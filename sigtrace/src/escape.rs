@@ -27,7 +27,7 @@ pub fn text(raw: &str) -> Escaped<'_> {
 }
 
 /// Escapes a kernel name field (comm, tty name): NUL-padded, cut at the first NUL.
-pub fn kernel_name(field: &[u8]) -> Escaped<'_> {
+pub(crate) fn kernel_name(field: &[u8]) -> Escaped<'_> {
     let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
     Escaped(&field[..end])
 }

@@ -103,7 +103,7 @@ pub fn comm(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
 }
 
 /// [`comm`], owned.
-pub fn comm_str(bytes: &[u8]) -> String {
+pub(crate) fn comm_str(bytes: &[u8]) -> String {
     comm(bytes).into_owned()
 }
 

@@ -28,7 +28,7 @@ use crate::{
 };
 
 /// Exit status when events were lost (and nothing else went wrong).
-pub const EXIT_LOST: u8 = 3;
+pub(crate) const EXIT_LOST: u8 = 3;
 /// How often the reader polls the ring buffer besides wake-ups (the kernel side wakes us
 /// only once a batch of records has accumulated): the longest a record waits in the ring.
 const POLL_INTERVAL: Duration = Duration::from_millis(25);

@@ -159,12 +159,12 @@ pub fn run_mask(args: &MaskArgs, out: &mut dyn io::Write) -> Result<(), Error> {
 
 /// `sigtrace show PID`: a process's dispositions, blocked and pending signals, and its
 /// place among processes (parent, pgrp, session, tty).
-pub fn run_show(args: &ShowArgs, out: &mut dyn io::Write) -> Result<(), Error> {
+pub(crate) fn run_show(args: &ShowArgs, out: &mut dyn io::Write) -> Result<(), Error> {
     finish(show::run(args, out), out)
 }
 
 /// `sigtrace diff PID PID`: two processes side by side, differing signals highlighted.
-pub fn run_diff(args: &DiffArgs, out: &mut dyn io::Write) -> Result<(), Error> {
+pub(crate) fn run_diff(args: &DiffArgs, out: &mut dyn io::Write) -> Result<(), Error> {
     finish(diff::run(args, out), out)
 }
 

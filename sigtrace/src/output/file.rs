@@ -13,7 +13,7 @@ use std::{
 
 /// Why the output file was refused: one line, naming the path and what to do.
 #[derive(Debug, thiserror::Error)]
-pub enum OpenError {
+pub(crate) enum OpenError {
     #[error(
         "-o {path}: is a symbolic link in {dir}, a directory anyone can write to; refusing to follow it (give the link's target instead)"
     )]
@@ -35,7 +35,7 @@ pub enum OpenError {
 }
 
 /// Opens `path` for appending, creating it 0600.
-pub fn open_append(path: &Path) -> Result<File, OpenError> {
+pub(crate) fn open_append(path: &Path) -> Result<File, OpenError> {
     let shown = || path.display().to_string();
     let dir = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,

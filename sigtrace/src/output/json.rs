@@ -19,7 +19,7 @@ use crate::{
     signals::{Disposition, Signal, code_name, result_name},
 };
 
-pub const SCHEMA_VERSION: u32 = 2;
+pub(crate) const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Serialize)]
 struct Named {
@@ -29,10 +29,10 @@ struct Named {
 
 /// A signal as `{"number": 15, "name": "SIGTERM"}`, for other records (the summary).
 #[derive(Serialize)]
-pub struct NamedSignal(Named);
+pub(crate) struct NamedSignal(Named);
 
 impl NamedSignal {
-    pub fn new(sig: i32) -> Self {
+    pub(crate) fn new(sig: i32) -> Self {
         NamedSignal(signal(sig))
     }
 }
@@ -64,7 +64,7 @@ fn task(t: &TaskIds) -> Task<'_> {
 /// A disposition, the same object in trace records and in `show`/`diff`:
 /// `{"action": "caught", "handler": "0x…", "default_action": "Term", "flags": 67108864}`.
 #[derive(Serialize)]
-pub struct DispositionJson {
+pub(crate) struct DispositionJson {
     /// "caught", "ignored" or "default".
     action: &'static str,
     /// The handler's address, when caught and known (the tracer knows it, /proc does not).
@@ -75,7 +75,7 @@ pub struct DispositionJson {
 }
 
 impl DispositionJson {
-    pub fn new(signal: Signal, disposition: Disposition, flags: Option<u64>) -> Self {
+    pub(crate) fn new(signal: Signal, disposition: Disposition, flags: Option<u64>) -> Self {
         DispositionJson {
             action: disposition.as_str(),
             handler: disposition.handler().map(Hex),
@@ -652,7 +652,7 @@ fn write_deliver(w: &mut Vec<u8>, d: &DeliverReport, stamp: &Stamp) {
     o.close();
 }
 
-pub fn write_loss(
+pub(crate) fn write_loss(
     w: &mut Vec<u8>,
     stamp: &Stamp,
     now_ns: u64,

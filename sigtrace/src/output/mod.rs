@@ -75,7 +75,7 @@ impl<W: Write> Output<W> {
     }
 
     /// The summary's table sizes (the stats line).
-    pub fn table_sizes(&self) -> [(&'static str, usize); 2] {
+    pub(crate) fn table_sizes(&self) -> [(&'static str, usize); 2] {
         self.summary.table_sizes()
     }
 

@@ -95,7 +95,7 @@ impl Summary {
     }
 
     /// Rows, and generations still waiting for their outcome (the stats line).
-    pub fn table_sizes(&self) -> [(&'static str, usize); 2] {
+    pub(crate) fn table_sizes(&self) -> [(&'static str, usize); 2] {
         [
             ("summary_rows", self.rows.len()),
             ("summary_open", self.open.len()),

@@ -63,7 +63,7 @@ pub mod num {
 }
 
 /// Number of signals (the kernel's _NSIG): signals are 1..=NSIG and a mask is one word.
-pub const NSIG: i32 = 64;
+pub(crate) const NSIG: i32 = 64;
 
 /// One standard (non-real-time) signal.
 pub(super) struct Standard {

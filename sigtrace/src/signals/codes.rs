@@ -131,7 +131,7 @@ fn signal_table(sig: i32) -> Option<Table> {
 
 /// The name of `code` as an si_code of signal `sig` ("SI_TKILL", "SEGV_MAPERR",
 /// "CLD_EXITED"), or `None` when no table names it (the caller prints the number).
-pub fn code_name(sig: i32, code: i32) -> Option<&'static str> {
+pub(crate) fn code_name(sig: i32, code: i32) -> Option<&'static str> {
     if let Some(name) = lookup(GENERIC, code) {
         return Some(name);
     }
@@ -143,7 +143,7 @@ pub fn code_name(sig: i32, code: i32) -> Option<&'static str> {
 
 /// The name of the `signal_generate` tracepoint's `res` field ([`sigtrace_common::result`]).
 /// "delivered" means queued, not yet handled.
-pub fn result_name(result: u32) -> Cow<'static, str> {
+pub(crate) fn result_name(result: u32) -> Cow<'static, str> {
     use sigtrace_common::result::*;
     match result {
         DELIVERED => Cow::Borrowed("delivered"),

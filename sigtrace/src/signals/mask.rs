@@ -71,7 +71,7 @@ pub enum ParseMaskError {
 
 impl SigSet {
     /// The set with no signals.
-    pub const EMPTY: SigSet = SigSet(0);
+    pub(crate) const EMPTY: SigSet = SigSet(0);
 
     /// The set of the given signals; numbers outside 1..=64 are left out, since a mask
     /// cannot hold them.
@@ -112,16 +112,6 @@ impl SigSet {
     /// Whether the set holds no signal.
     pub fn is_empty(self) -> bool {
         self.0 == 0
-    }
-
-    /// Signals in `self` but not in `other`.
-    pub fn difference(self, other: SigSet) -> SigSet {
-        SigSet(self.0 & !other.0)
-    }
-
-    /// Signals in either set.
-    pub fn union(self, other: SigSet) -> SigSet {
-        SigSet(self.0 | other.0)
     }
 
     /// Canonical names of the signals in the set, lowest number first.

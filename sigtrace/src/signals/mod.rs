@@ -41,8 +41,9 @@ mod arch;
 )))]
 compile_error!("no signal numbering for this architecture: add one next to signals/asm_generic.rs");
 
-pub use arch::{NSIG, num};
-pub use codes::{code_name, result_name};
+pub(crate) use arch::NSIG;
+pub use arch::num;
+pub(crate) use codes::{code_name, result_name};
 pub use mask::{MaskFormat, ParseMaskError, SigSet};
 
 use std::fmt;
@@ -111,7 +112,7 @@ impl Signal {
 
     /// Whether this is a real-time signal in the kernel's sense (32..=64, including the
     /// two glibc keeps for itself).
-    pub fn is_realtime(self) -> bool {
+    pub(crate) fn is_realtime(self) -> bool {
         (num::KERNEL_SIGRTMIN..=num::SIGRTMAX).contains(&self.0)
     }
 
@@ -193,7 +194,7 @@ impl Signal {
     }
 
     /// A one-line description of what the signal means.
-    pub fn description(self) -> &'static str {
+    pub(crate) fn description(self) -> &'static str {
         if let Some(standard) = self.standard() {
             return standard.description;
         }
@@ -274,7 +275,7 @@ fn parse_realtime(bare: &str) -> Option<Signal> {
 /// the tables of `show` and `diff`; the trace's text lines spell it as sigaction(2) does
 /// ([`Disposition::sigaction`]), next to results and outcomes that also say "ignored".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Disposition {
+pub(crate) enum Disposition {
     /// SIG_DFL: the signal's default action applies.
     Default,
     /// SIG_IGN: the signal is discarded.
@@ -287,7 +288,7 @@ pub enum Disposition {
 impl Disposition {
     /// Decodes a raw `sa_handler` value: 0 is SIG_DFL, 1 SIG_IGN, anything else the address
     /// of a handler.
-    pub fn from_sa_handler(raw: u64) -> Disposition {
+    pub(crate) fn from_sa_handler(raw: u64) -> Disposition {
         match raw {
             0 => Disposition::Default,
             1 => Disposition::Ignored,
@@ -296,7 +297,7 @@ impl Disposition {
     }
 
     /// From /proc/PID/status: caught if the signal is in SigCgt, ignored if in SigIgn.
-    pub fn from_masks(sig: i32, caught: SigSet, ignored: SigSet) -> Disposition {
+    pub(crate) fn from_masks(sig: i32, caught: SigSet, ignored: SigSet) -> Disposition {
         if caught.contains(sig) {
             Disposition::Caught(None)
         } else if ignored.contains(sig) {
@@ -307,7 +308,7 @@ impl Disposition {
     }
 
     /// "caught", "ignored" or "default": the JSON `action` and the `show` table's word.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Disposition::Caught(_) => "caught",
             Disposition::Ignored => "ignored",
@@ -316,7 +317,7 @@ impl Disposition {
     }
 
     /// The handler's address, when a handler is installed and its address known.
-    pub fn handler(self) -> Option<u64> {
+    pub(crate) fn handler(self) -> Option<u64> {
         match self {
             Disposition::Caught(address) => address,
             _ => None,
@@ -324,7 +325,7 @@ impl Disposition {
     }
 
     /// "caught", "ignored", "default: Term" — `show` and `diff`.
-    pub fn describe(self, signal: Signal) -> String {
+    pub(crate) fn describe(self, signal: Signal) -> String {
         match self {
             Disposition::Default => format!("default: {}", signal.default_action()),
             other => other.as_str().to_owned(),
@@ -333,7 +334,7 @@ impl Disposition {
 
     /// As sigaction(2) spells it, for the trace's text lines: "handler 0x55d1c2a3b4c0",
     /// "SIG_IGN", "SIG_DFL (Term)".
-    pub fn sigaction(self, signal: Signal) -> impl fmt::Display {
+    pub(crate) fn sigaction(self, signal: Signal) -> impl fmt::Display {
         SigactionForm(self, signal)
     }
 }
