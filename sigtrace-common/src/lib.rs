@@ -162,7 +162,8 @@ pub struct ExitEvent {
     pub exit_code: i32,
     pub parent_tgid: u32,
     /// Its children (tgids) at exit, before the kernel re-parents them; `children_count` may
-    /// exceed the array when there were more.
+    /// exceed the array when there were more, and stops at 64 (the list walk's bound, for
+    /// the verifier): 64 means 64 or more.
     pub children: [u32; MAX_CHILDREN],
     pub children_count: u32,
     pub _pad: u32,

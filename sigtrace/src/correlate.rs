@@ -23,7 +23,9 @@ pub(crate) const FANOUT_SETTLE_NS: u64 = 500_000_000;
 /// Generations of one kill(-pgid) or tty signal arrive microseconds apart; a gap this long
 /// starts a new fan-out.
 const FANOUT_GAP_NS: u64 = 50_000_000;
-/// A process that was signalled this recently has its exit reported.
+/// A signalled process has its exit reported whenever it exits; only when more than 4096
+/// signalled processes are still alive are those last signalled longer ago than this
+/// forgotten (bounded memory).
 const INTEREST_NS: u64 = 60_000_000_000;
 
 /// What happened to a signal, as far as sigtrace could follow it.
