@@ -128,6 +128,21 @@ pub fn take_deliverable(tgid: u32, sig: i32, cause: i32) -> bool {
     }
 }
 
+/// A process dying of `group_exit_code`'s signal: forget that signal's count of kept
+/// generations. The kernel turns a fatal signal into a SIGKILL for every thread
+/// (complete_signal), so no delivery of the signal itself took it, and a later process given
+/// the same pid would inherit it.
+#[inline(always)]
+pub fn forget_fatal_deliverable(tgid: u32, group_exit_code: i32) {
+    let sig = group_exit_code & 0x7f;
+    if sig != 0 {
+        let _ = DELIVERABLE.remove(PendingKey {
+            tgid,
+            sig: sig as u32,
+        });
+    }
+}
+
 /// Whether `tgid` was the target of a kept generation (its gate open and in SIGNALLED);
 /// forgets it, since a process exits once.
 #[inline(always)]

@@ -762,6 +762,52 @@ fn an_exited_pid_leaves_the_filter() {
     );
 }
 
+/// A fatal signal reaches every thread as SIGKILL, so no delivery of the signal itself takes
+/// the kept generation's count: the exit must, or a later process given the same pid lets
+/// a delivery through whose generation no filter kept.
+#[test]
+fn a_fatal_signals_pass_dies_with_its_target() {
+    if !bpf_allowed("a_fatal_signals_pass_dies_with_its_target") {
+        return;
+    }
+    // It points the machine's next pid at the one it needs (see an_exited_pid_leaves_the_filter).
+    let _alone = alone();
+    let mut sender = Agent::start("sigt-fatal");
+    let mut first = spawn_ready(&mut perl("$| = 1; print \"ready\\n\"; sleep 1 while 1;"));
+    let pid = first.pid();
+    let mut trace = Trace::start(&[
+        "--format",
+        "json",
+        "--sender",
+        &sender.pid().to_string(),
+        "--signal",
+        "TERM",
+    ]);
+    let mut seen = Vec::new();
+    sender.kill("TERM", pid);
+    first.wait_exit(WAIT);
+    trace.wait_for(&mut seen, WAIT, |r| {
+        r["type"] == "exit" && r["task"]["pid"] == pid
+    });
+    // Another process with the same pid (and so the same open gate byte) catches a SIGTERM
+    // that this test, not the sender, sends: neither its generation nor its delivery passes.
+    let mut successor = spawn_with_pid(pid, || {
+        spawn_ready(&mut perl(
+            "$| = 1; $SIG{TERM} = sub { print \"got TERM\\n\" }; print \"ready\\n\"; sleep 1 while 1;",
+        ))
+    });
+    successor.signal(Signal::SIGTERM);
+    successor.wait_line("got TERM", WAIT);
+    // Long enough for a record to come through the 25 ms poll had it been kept.
+    std::thread::sleep(Duration::from_millis(300));
+    let records = trace.stop_json(seen);
+    let term_deliveries = of_type(&records, "deliver")
+        .into_iter()
+        .filter(|d| d["task"]["pid"] == pid && signal_name(d) == "SIGTERM")
+        .count();
+    assert_eq!(term_deliveries, 0, "{records:#?}");
+}
+
 /// perl: USR1 blocked and caught; after "ready", a line on stdin unblocks it and exits 0.
 const BLOCKS_USR1: &str = r#"use POSIX; $| = 1; $SIG{USR1} = sub { print "got USR1\n" };
 my $set = POSIX::SigSet->new(SIGUSR1); sigprocmask(SIG_BLOCK, $set);

@@ -6,7 +6,9 @@ use sigtrace_common::{ExitEvent, ForkEvent, MAX_CHILDREN, flag};
 
 use super::{Outcome, finish};
 use crate::emit::{Wakeup, count_lost, emit};
-use crate::filters::{filtered, kept_gate_open, pid_side, take_signalled};
+use crate::filters::{
+    filtered, forget_fatal_deliverable, kept_gate_open, pid_side, take_signalled,
+};
 use crate::kernel::{Task, read};
 use crate::maps::{FOLLOWED, conf};
 
@@ -39,7 +41,11 @@ fn try_sched_process_exit(ctx: &RawTracePointContext) -> Outcome {
     // delivery), so neither in SIGNALLED nor an exit userspace would show.
     let gate_open = kept_gate_open(tgid);
     if filtered(flags) {
-        if !take_signalled(tgid, gate_open) && followed == 0 {
+        let signalled = take_signalled(tgid, gate_open);
+        if signalled {
+            forget_fatal_deliverable(tgid, task.signal().group_exit_code());
+        }
+        if !signalled && followed == 0 {
             return Ok(());
         }
     } else if flags & flag::ALL_EXITS == 0 && !gate_open {
