@@ -23,22 +23,39 @@ pub fn build_release_with(
     cargo: &mut Command,
     targets: &[&str],
 ) -> anyhow::Result<Vec<(String, PathBuf)>> {
-    let messages = stdout_of(
+    let built = executables(
         cargo
             .args(["build", "--release", "--package", "sigtrace"])
-            .args(targets)
+            .args(targets),
+    )?;
+    Ok(by_name(&built))
+}
+
+/// The compiler-artifact messages with an executable that `cargo` (a build or `test
+/// --no-run` command; the JSON message format is added here) printed; its diagnostics go
+/// to stderr.
+pub fn executables(cargo: &mut Command) -> anyhow::Result<Vec<serde_json::Value>> {
+    let messages = stdout_of(
+        cargo
             .arg("--message-format=json-render-diagnostics")
             .stderr(Stdio::inherit()),
     )?;
     Ok(messages
         .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|m| m["reason"] == "compiler-artifact")
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["executable"].is_string())
+        .collect())
+}
+
+/// Each executable among `built` (see [`executables`]) by target name.
+pub fn by_name(built: &[serde_json::Value]) -> Vec<(String, PathBuf)> {
+    built
+        .iter()
         .filter_map(|m| {
             let name = m["target"]["name"].as_str()?.to_owned();
             Some((name, PathBuf::from(m["executable"].as_str()?)))
         })
-        .collect())
+        .collect()
 }
 
 /// The release `sigtrace` binary, built if needed.

@@ -20,8 +20,8 @@ use std::{
 use anyhow::{Context as _, bail};
 
 use crate::{
-    exec::{exec, stdout_of},
-    fuzz,
+    exec::exec,
+    fuzz, run,
     vm::{self, Kernel, VmOptions},
 };
 
@@ -147,47 +147,23 @@ fn lint() -> anyhow::Result<()> {
     )
 }
 
-/// The compiler-artifact messages with an executable among what `cargo` (a build command
-/// given --message-format=json-render-diagnostics) printed; its diagnostics go to stderr.
-fn built_executables(cargo: &mut Command) -> anyhow::Result<Vec<serde_json::Value>> {
-    let messages = stdout_of(cargo.stderr(Stdio::inherit()))?;
-    Ok(messages
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["executable"].is_string())
-        .collect())
-}
-
 /// The debug `sigtrace` binary, built if needed: what the end-to-end suite runs, here and in
 /// the guests (SIGTRACE_BIN), at the path cargo reports.
 fn sigtrace_debug_binary() -> anyhow::Result<PathBuf> {
-    let built: Vec<(String, PathBuf)> = built_executables(Command::new("cargo").args([
+    let built = run::executables(Command::new("cargo").args([
         "build",
         "--package",
         "sigtrace",
         "--bin",
         "sigtrace",
-        "--message-format=json-render-diagnostics",
-    ]))?
-    .iter()
-    .filter_map(|m| {
-        Some((
-            m["target"]["name"].as_str()?.to_owned(),
-            PathBuf::from(m["executable"].as_str()?),
-        ))
-    })
-    .collect();
-    crate::run::find(&built, "sigtrace")
+    ]))?;
+    run::find(&run::by_name(&built), "sigtrace")
 }
 
 /// The end-to-end suite's one test binary (the `e2e` test target of the `tests` package),
 /// as the host's `cargo test` built it (the same command, so nothing is built again).
 fn end_to_end_binary() -> anyhow::Result<OsString> {
-    let built = built_executables(Command::new("cargo").args([
-        "test",
-        "--no-run",
-        "--message-format=json-render-diagnostics",
-    ]))?;
+    let built = run::executables(Command::new("cargo").args(["test", "--no-run"]))?;
     let mut binaries: Vec<OsString> = built
         .iter()
         .filter(|m| {

@@ -40,10 +40,15 @@ fn try_sched_process_exit(ctx: &RawTracePointContext) -> Outcome {
     // A closed gate: never the target of a kept generation (nor, unfiltered, of a
     // delivery), so neither in SIGNALLED nor an exit userspace would show.
     let gate_open = kept_gate_open(tgid);
+    // Read at most once: the fatal signal's count goes with a signalled process, and the
+    // record needs the code when the task's own exit code is 0.
+    let mut group_exit_code = None;
     if filtered(flags) {
         let signalled = take_signalled(tgid, gate_open);
         if signalled {
-            forget_fatal_deliverable(tgid, task.signal().group_exit_code());
+            let code = task.signal().group_exit_code();
+            forget_fatal_deliverable(tgid, code);
+            group_exit_code = Some(code);
         }
         if !signalled && followed == 0 {
             return Ok(());
@@ -55,7 +60,7 @@ fn try_sched_process_exit(ctx: &RawTracePointContext) -> Outcome {
         task.ids(&mut event.task);
         let mut code = task.exit_code();
         if code == 0 {
-            code = task.signal().group_exit_code();
+            code = group_exit_code.unwrap_or_else(|| task.signal().group_exit_code());
         }
         event.exit_code = code;
         event.parent_tgid = task.real_parent().tgid();
