@@ -22,12 +22,18 @@ const WAIT: Duration = Duration::from_secs(10);
 const AGENT: &str = r#"
 use Time::HiRes qw(ualarm);
 $| = 1; $0 = $ARGV[0] if @ARGV;
-$SIG{USR1} = sub { }; $SIG{USR2} = 'IGNORE'; $SIG{ALRM} = sub { print "got ALRM\n" };
+my $alarmed;
+$SIG{USR1} = sub { }; $SIG{USR2} = 'IGNORE'; $SIG{ALRM} = sub { $alarmed = 1; print "got ALRM\n" };
 print "ready $$\n";
 while (my $line = <STDIN>) {
     my ($cmd, @args) = split ' ', $line;
     if ($cmd eq 'kill') { kill $args[0], $args[1]; print "sent\n" }
-    elsif ($cmd eq 'alarm') { ualarm(10_000) }
+    elsif ($cmd eq 'alarm') {
+        # Waits for it here, in short sleeps: perl runs a handler between ops, so an alarm
+        # landing just before the next blocking read of STDIN would wait there for ever.
+        $alarmed = 0; ualarm(10_000);
+        select(undef, undef, undef, 0.01) until $alarmed;
+    }
     elsif ($cmd eq 'fork') {
         my $child = fork;
         if (!$child) { kill 'USR2', $$; print "child $$\n"; exit 0 }

@@ -735,7 +735,7 @@ fn int_term_hup_stop_promptly_during_a_storm() {
         let mut storm = Storm::start();
         let trace = busy_tracer(Command::new(sigtrace_bin()).args(["--pid", &storm.pid_arg()]));
         storm.begin(&format!("flat {}", flat_out_seconds()));
-        thread::sleep(Duration::from_millis(500)); // well into the storm
+        thread::sleep(scaled(Duration::from_millis(500))); // well into the storm
         trace.signal(sig);
         let (status, took, _, err) = trace.wait_end(Duration::from_secs(30));
         eprintln!(
@@ -845,7 +845,7 @@ fn launch_mode_second_sigint_stops_promptly() {
         assert!(Instant::now() < ready, "the command did not start");
         thread::sleep(Duration::from_millis(10));
     }
-    thread::sleep(Duration::from_millis(500));
+    thread::sleep(scaled(Duration::from_millis(500)));
 
     nix::sys::signal::killpg(group, Signal::SIGINT).expect("^C to our group");
     // Taken (its handler ran, no longer pending) before the second is sent: the kernel

@@ -527,7 +527,7 @@ impl Launched {
 
     /// Waits (bounded) until the tracer has exited, without reaping it.
     fn wait_exited(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + scaled(timeout);
         loop {
             let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT | WaitPidFlag::WNOHANG;
             match waitid(Id::Pid(self.pgid()), flags) {
