@@ -30,6 +30,10 @@ fn main() -> anyhow::Result<()> {
     placeholder_when_skipped()
 }
 
+/// The eBPF objects (sigtrace-ebpf's binaries): raw tracepoints read through helpers, and
+/// BTF tracepoints read with plain loads.
+const OBJECTS: [&str; 2] = ["sigtrace", "sigtrace-btf"];
+
 /// With AYA_BUILD_SKIP=1, aya-build builds no eBPF programs: the fuzz targets (fuzz/) set it,
 /// as they never load BPF and building the programs again for their target directory takes
 /// minutes. An empty object then stands in so that the library compiles; loading it fails.
@@ -39,9 +43,12 @@ fn placeholder_when_skipped() -> anyhow::Result<()> {
     if !skipped {
         return Ok(());
     }
-    let object = PathBuf::from(env::var_os("OUT_DIR").context("OUT_DIR not set")?).join("sigtrace");
-    if !object.exists() {
-        std::fs::write(&object, []).with_context(|| format!("writing {}", object.display()))?;
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").context("OUT_DIR not set")?);
+    for name in OBJECTS {
+        let object = out_dir.join(name);
+        if !object.exists() {
+            std::fs::write(&object, []).with_context(|| format!("writing {}", object.display()))?;
+        }
     }
     Ok(())
 }

@@ -2,23 +2,32 @@
 //! `struct task_struct *`, a `Signal` a `struct signal_struct *`, and so on: each method
 //! reads one field at the offset the loader resolved from BTF (`conf!(offsets.x)`), so a
 //! program reads like the structure it walks and the offsets live here only. A read that
-//! fails gives zero, like an absent field. The windows (`TaskWindow`, ...) are the same
-//! fields copied with one helper call and picked out afterwards. By structure: `task`
-//! (task_struct, cred), `signal` (signal_struct, pid, sighand, k_sigaction, siginfo), `regs`
-//! (pt_regs, tty_struct).
+//! fails gives zero, like an absent field. By structure: `task` (task_struct, cred),
+//! `signal` (signal_struct, pid, sighand, k_sigaction, siginfo), `regs` (pt_regs,
+//! tty_struct).
+//!
+//! *How* a field is read is the object's: [`read`] comes from `crate::access` (a helper
+//! call in the raw-tracepoint object, a plain load in the BTF one), and so do the views a
+//! program takes of a struct before picking fields out of it. [`probe`] is the helper in
+//! both, for addresses a plain load may not take: one computed with a variable or a
+//! negative offset, or read from a `void *`.
 
 mod regs;
 mod signal;
-mod task;
+pub mod task;
 
 use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_probe_read_kernel,
     bpf_probe_read_kernel_buf,
 };
 pub use regs::{Regs, RegsWindow, Tty};
-pub use signal::{KSigaction, Pid, Sighand, Siginfo, Signal, SignalWindow};
+pub use signal::{KSigaction, Pid, Sighand, Siginfo, Signal};
 use sigtrace_common::{KSA_FLAGS, KSA_HANDLER, TaskIds};
-pub use task::{Task, TaskIdsWindow, TaskWindow, window_ids};
+pub use task::{Task, window_ids};
+
+pub use crate::access::{
+    SignalWindow, TaskIdsView, TaskIdsWindow, TaskView, TaskWindow, TtyWindow, read, words,
+};
 
 /// enum pid_type
 pub const PIDTYPE_TGID: u32 = 1;
@@ -27,12 +36,10 @@ pub const PIDTYPE_SID: u32 = 3;
 /// Words of a k_sigaction (fixed layout, checked by the loader).
 pub const HANDLER_WORD: usize = (KSA_HANDLER / 8) as usize;
 pub const FLAGS_WORD: usize = (KSA_FLAGS / 8) as usize;
-/// Bytes of a tty_struct copied to reach both its name and its foreground group.
-pub const TTY_WINDOW: usize = 128;
 
-/// Reads a `T` at `base + off` in kernel memory; zero when unreadable.
+/// Reads a `T` at `base + off` in kernel memory through the helper; zero when unreadable.
 #[inline(always)]
-pub fn read<T: Default>(base: u64, off: u32) -> T {
+pub fn probe<T: Default>(base: u64, off: u32) -> T {
     if base == 0 {
         return T::default();
     }

@@ -11,7 +11,7 @@ use sigtrace_common::{
     PendingKey, SigactionEvent, drop_reason,
 };
 
-use crate::kernel::{RegsWindow, SignalWindow, TTY_WINDOW, TaskIdsWindow, TaskWindow};
+use crate::kernel::{RegsWindow, SignalWindow, TaskIdsWindow, TaskWindow, TtyWindow};
 
 /// Written by userspace at load time (EbpfLoader::set_global); read-only afterwards, so the
 /// verifier prunes the branches of filters that are off. Read through [`conf!`].
@@ -118,23 +118,26 @@ pub static SIGACTION_ENTRY: HashMap<u32, SigactionEvent> = HashMap::with_max_ent
 /// The value of [`SCRATCH`].
 #[repr(C)]
 pub struct Scratch {
+    /// The views of the signal's target (at delivery, the recipient).
+    pub target: TaskWindow,
+    pub target_ids: TaskIdsWindow,
     pub windows: Windows,
     /// Records since the last wake-up, on this CPU.
     pub since_wakeup: u32,
 }
 
-/// Struct windows (one read each instead of one per field) and the 64 k_sigactions of a
-/// recipient.
+/// The other struct windows (one read each instead of one per field; empty where fields
+/// are plain loads, see `crate::access`), the 64 k_sigactions of a recipient, and the
+/// sender's registers.
 #[repr(C)]
 pub struct Windows {
     pub actions: Actions,
-    pub target: TaskWindow,
     pub signal: SignalWindow,
-    pub target_ids: TaskIdsWindow,
     pub regs: RegsWindow,
-    pub tty: [u8; TTY_WINDOW],
+    pub tty: TtyWindow,
     /// The last sender seen on this CPU (task address and pid_tgid, together never reused
-    /// while both match) and its kernel stack: saves a read per signal of a repeating sender.
+    /// while both match) and its kernel stack: saves a read per signal of a repeating sender
+    /// where reads are helper calls.
     pub sender_task: u64,
     pub sender_id: u64,
     pub sender_stack: u64,

@@ -1,7 +1,8 @@
-//! The programs, one file per group of hooks. Each is a thin `#[raw_tracepoint]` wrapper
-//! over a `try_*` function that returns why it dropped a record, if it did; [`finish`]
-//! counts that reason in DROPS and says so in the kernel log. A record left out by a
-//! filter is not dropped: `Ok`.
+//! The programs, one file per group of hooks. Each is a thin wrapper (`hook!`: a raw or a
+//! BTF tracepoint, as the object reads the kernel, see `crate::access`) over a `try_*`
+//! function that returns why it dropped a record, if it did; [`finish`] counts that reason
+//! in DROPS and says so in the kernel log. A record left out by a filter is not dropped:
+//! `Ok`.
 
 mod deliver;
 mod generate;
@@ -17,7 +18,7 @@ use crate::maps::DROPS;
 /// What a `try_*` function did: `Err` carries a sigtrace_common::drop_reason.
 pub type Outcome = Result<(), u32>;
 
-/// The program's return value (always 0: a raw tracepoint's is ignored), after counting a
+/// The program's return value (always 0: a tracepoint program's is ignored), after counting a
 /// dropped record and logging it (at warn level: `sigtrace -v`; compiled out by the
 /// verifier when the loader sets a lower level).
 #[inline(always)]
@@ -50,3 +51,13 @@ pub fn finish<C: EbpfContext>(ctx: &C, program: &'static str, outcome: Outcome) 
     }
     0
 }
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -4,7 +4,11 @@
 
 use sigtrace_common::{Recipient, via};
 
-use crate::kernel::{FLAGS_WORD, HANDLER_WORD, PIDTYPE_PGID, PIDTYPE_SID, PIDTYPE_TGID, Pid, Task};
+use crate::access;
+use crate::kernel::{
+    FLAGS_WORD, HANDLER_WORD, PIDTYPE_PGID, PIDTYPE_SID, PIDTYPE_TGID, Pid, Task, TaskIdsView,
+    TaskView,
+};
 use crate::maps::Windows;
 
 /// x86_64 syscall numbers whose registers tell how a signal was sent.
@@ -21,17 +25,9 @@ const NR_PIDFD_SEND_SIGNAL: u64 = 424;
 /// SIGCHLD from the same syscall.
 #[inline(always)]
 pub fn sender_syscall(windows: &mut Windows, pid_tgid: u64, sig: i32) -> (u32, i64) {
-    // A stale entry needs this task's address and its pid/tid to be reused together (a pid
-    // wrap-around landing on the same slab slot) before another sender passes here on this
-    // CPU; even then the registers read must name this very signal to be believed.
-    let task = Task::current();
-    if windows.sender_task != task.0 || windows.sender_id != pid_tgid {
-        windows.sender_task = task.0;
-        windows.sender_id = pid_tgid;
-        windows.sender_stack = task.stack();
-    }
+    let stack = access::current_stack(windows, pid_tgid);
     let regs = &mut windows.regs;
-    if !Task::load_user_regs(windows.sender_stack, regs) {
+    if !Task::load_user_regs(stack, regs) {
         return (via::OTHER, 0);
     }
     let (how, sent) = match regs.orig_ax() {
@@ -63,20 +59,24 @@ fn pid_pair(pid: Pid, level: u32, known: &[(Pid, u32, u32); 2]) -> (u32, u32) {
     (global, pid.at_level(global, level, None))
 }
 
-/// The recipient's process-wide state, from its task windows (already loaded) and its
-/// signal_struct, pids, tty and sighand.
+/// The recipient's process-wide state, from its task views and its signal_struct, pids, tty
+/// and sighand.
 #[inline(always)]
-pub fn snapshot_recipient(windows: &mut Windows, sig: i32, out: &mut Recipient) {
-    let task = &windows.target;
-    let tgid = windows.target_ids.tgid();
-    let parent = windows.target_ids.real_parent();
+pub fn snapshot_recipient(
+    ids: TaskIdsView<'_>,
+    task: TaskView<'_>,
+    windows: &mut Windows,
+    sig: i32,
+    out: &mut Recipient,
+) {
+    let tgid = ids.tgid();
+    let parent = ids.real_parent();
     let signal = task.signal();
     out.blocked = task.blocked();
     let thread_pending = task.pending_signal();
     let sighand = task.sighand();
     out.parent_tgid = parent.tgid();
-    if signal.load_window(&mut windows.signal) {
-        let sw = &windows.signal;
+    if let Some(sw) = signal.view(&mut windows.signal) {
         out.pending = thread_pending | sw.shared_pending();
         let (tgid_pid, pgid_pid, sid_pid) = (
             sw.pid(PIDTYPE_TGID),

@@ -1,38 +1,17 @@
 //! What tells how a signal was sent and to which terminal: a task's saved user registers
 //! (pt_regs) and a controlling tty.
 
-use sigtrace_common::{REGS_WINDOW, TTY_NAME_LEN};
+use sigtrace_common::REGS_WINDOW;
 
-use super::{Pid, TTY_WINDOW, at, load, read};
+use super::{at, read};
 use crate::maps::conf;
 
 /// A `struct tty_struct *`.
 #[derive(Clone, Copy)]
 pub struct Tty(pub u64);
 
-impl Tty {
-    /// Copies its name into `name` and returns its foreground group's struct pid: one read
-    /// when both fields fit in the window (they sit 96 bytes apart on x86_64), two
-    /// otherwise.
-    #[inline(always)]
-    pub fn name_and_pgrp(
-        self,
-        window: &mut [u8; TTY_WINDOW],
-        name: &mut [u8; TTY_NAME_LEN],
-    ) -> Pid {
-        let name_at = conf!(offsets.tty_name);
-        let pgrp_at = conf!(offsets.tty_pgrp);
-        if name_at < pgrp_at && pgrp_at + 8 - name_at <= TTY_WINDOW as u32 {
-            if !load(window, self.0, name_at, pgrp_at + 8 - name_at) {
-                return Pid(0);
-            }
-            *name = at(window, name_at, name_at);
-            return Pid(at(window, name_at, pgrp_at));
-        }
-        *name = read(self.0, name_at);
-        Pid(read(self.0, pgrp_at))
-    }
-}
+// Its name and foreground group: `name_and_pgrp`, in `crate::access` (a window or plain
+// loads).
 
 /// A `struct pt_regs *` (x86_64), as the sys_enter and sys_exit tracepoints pass it.
 #[derive(Clone, Copy)]

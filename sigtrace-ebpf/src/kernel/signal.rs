@@ -1,10 +1,10 @@
-//! A process's signal state: its signal_struct (and window), struct pids, sighand and
-//! k_sigactions, and the siginfo a signal carries.
+//! A process's signal state: its signal_struct, struct pids, sighand and k_sigactions, and
+//! the siginfo a signal carries.
 
 use aya_ebpf::helpers::bpf_probe_read_kernel_buf;
-use sigtrace_common::SIGNAL_WINDOW;
+use sigtrace_common::K_SIGACTION_SIZE;
 
-use super::{FLAGS_WORD, HANDLER_WORD, Tty, at, load, read};
+use super::{FLAGS_WORD, HANDLER_WORD, probe, read, words};
 use crate::maps::{Actions, conf};
 
 /// A `struct signal_struct *`: the process-wide signal state.
@@ -30,40 +30,6 @@ impl Signal {
     #[inline(always)]
     pub fn pid(self, pid_type: u32) -> Pid {
         Pid(read(self.0, conf!(offsets.signal_pids) + pid_type * 8))
-    }
-    /// Its shared_pending, pids and tty, in one read.
-    #[inline(always)]
-    pub fn load_window(self, window: &mut SignalWindow) -> bool {
-        load(
-            &mut window.0,
-            self.0,
-            conf!(offsets.signal_window_start),
-            conf!(offsets.signal_window_len),
-        )
-    }
-}
-
-/// A signal_struct's shared_pending, pids and tty, copied by [`Signal::load_window`].
-#[repr(transparent)]
-pub struct SignalWindow([u8; SIGNAL_WINDOW]);
-
-impl SignalWindow {
-    #[inline(always)]
-    fn field<T: Copy + Default>(&self, off: u32) -> T {
-        at(&self.0, conf!(offsets.signal_window_start), off)
-    }
-    /// signal->shared_pending.signal: the process-wide pending set.
-    #[inline(always)]
-    pub fn shared_pending(&self) -> u64 {
-        self.field(conf!(offsets.signal_shared_pending))
-    }
-    #[inline(always)]
-    pub fn pid(&self, pid_type: u32) -> Pid {
-        Pid(self.field(conf!(offsets.signal_pids) + pid_type * 8))
-    }
-    #[inline(always)]
-    pub fn tty(&self) -> Tty {
-        Tty(self.field(conf!(offsets.signal_tty)))
     }
 }
 
@@ -93,7 +59,8 @@ impl Pid {
         if level > own_level || level > 31 {
             return 0;
         }
-        read(
+        // A variable offset: through the helper.
+        probe(
             self.0,
             conf!(offsets.pid_numbers) + level * conf!(offsets.upid_size),
         )
@@ -111,10 +78,12 @@ impl Sighand {
         if self.0 == 0 || !(1..=64).contains(&sig) {
             return None;
         }
+        // The mask changes nothing (1..=64 above), and the size is the fixed one the loader
+        // checked: both keep the bound the verifier needs to let a variable offset onto a
+        // typed pointer.
+        let index = (sig as u64 - 1) & 63;
         Some(KSigaction(
-            self.0
-                + conf!(offsets.sighand_action) as u64
-                + (sig as u64 - 1) * conf!(offsets.k_sigaction_size) as u64,
+            self.0 + conf!(offsets.sighand_action) as u64 + index * K_SIGACTION_SIZE as u64,
         ))
     }
     /// All 64 actions in one read; false without a sighand or when unreadable.
@@ -135,27 +104,30 @@ impl Sighand {
     }
 }
 
-/// A `struct k_sigaction *`.
+/// A `struct k_sigaction *`: one the kernel passes, or one picked by signal number from a
+/// sighand ([`Sighand::action`]), whose variable offset plain loads cannot take: its fields
+/// are read through the helper.
 #[derive(Clone, Copy)]
 pub struct KSigaction(pub u64);
 
 impl KSigaction {
     #[inline(always)]
     pub fn handler(self) -> u64 {
-        read(self.0, conf!(offsets.ksa_handler))
+        probe(self.0, conf!(offsets.ksa_handler))
     }
     #[inline(always)]
     pub fn flags(self) -> u64 {
-        read(self.0, conf!(offsets.ksa_flags))
+        probe(self.0, conf!(offsets.ksa_flags))
     }
     #[inline(always)]
     pub fn mask(self) -> u64 {
-        read(self.0, conf!(offsets.ksa_mask))
+        probe(self.0, conf!(offsets.ksa_mask))
     }
-    /// Handler and flags in one read, at their fixed offsets (checked by the loader).
+    /// Handler and flags of an action the kernel passes, at their fixed offsets (checked
+    /// by the loader), in one read.
     #[inline(always)]
     pub fn handler_and_flags(self) -> (u64, u64) {
-        let action: [u64; 2] = read(self.0, 0);
+        let action: [u64; 2] = words(self.0, 0, 0b11);
         (action[HANDLER_WORD], action[FLAGS_WORD])
     }
 }
@@ -165,9 +137,11 @@ impl KSigaction {
 pub struct Siginfo(pub u64);
 
 impl Siginfo {
-    /// The first `size_of::<T>()` bytes, in one read.
+    /// The first `size_of::<T>()` bytes, in one read through the helper: the tracepoints'
+    /// `info` may be SEND_SIG_NOINFO or SEND_SIG_PRIV rather than a pointer, so the verifier
+    /// types it as a number, even where the kernel passes a real one.
     #[inline(always)]
     pub fn head<T: Default>(self) -> T {
-        read(self.0, 0)
+        probe(self.0, 0)
     }
 }

@@ -1,15 +1,12 @@
 //! signal_deliver: the recipient dequeues a signal to act on it. The delivery carries no
 //! sender, so with filters it passes only after a kept generation (or for a traced target).
 
-use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_get_current_uid_gid},
-    macros::raw_tracepoint,
-    programs::RawTracePointContext,
-};
+use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_get_current_uid_gid};
 use aya_log_ebpf::debug;
 use sigtrace_common::{DeliverEvent, drop_reason, flag, side};
 
-use super::{Outcome, finish};
+use super::Outcome;
+use crate::access::{Ctx, hook};
 use crate::emit::{Wakeup, emit};
 use crate::filters::{filtered, open_kept_gate, pid_side, take_deliverable, wanted_signal};
 use crate::kernel::{KSigaction, Siginfo, Task};
@@ -17,14 +14,11 @@ use crate::maps::{Scratch, conf, scratch};
 
 const SIGKILL: i32 = 9;
 
-/// signal_deliver(int sig, struct kernel_siginfo *info, struct k_sigaction *ka), in the
-/// recipient, when it dequeues the signal to act on it.
-#[raw_tracepoint(tracepoint = "signal_deliver")]
-pub fn signal_deliver(ctx: RawTracePointContext) -> i32 {
-    finish(&ctx, "signal_deliver", try_signal_deliver(&ctx))
-}
+// signal_deliver(int sig, struct kernel_siginfo *info, struct k_sigaction *ka), in the
+// recipient, when it dequeues the signal to act on it.
+hook!(signal_deliver, "signal_deliver", try_signal_deliver);
 
-fn try_signal_deliver(ctx: &RawTracePointContext) -> Outcome {
+fn try_signal_deliver(ctx: &Ctx) -> Outcome {
     let sig: i32 = ctx.arg::<u64>(0) as i32;
     let info = Siginfo(ctx.arg(1));
     let ka = KSigaction(ctx.arg(2));
@@ -80,16 +74,15 @@ fn try_signal_deliver(ctx: &RawTracePointContext) -> Outcome {
     };
     // The recipient is the current task: one read gives its comm and blocked mask (helper
     // calls, not bytes copied, are what costs here).
-    if !Task::current().load_window(&mut scratch.windows.target) {
-        return Err(drop_reason::READ_FAILED);
-    }
     let Scratch {
-        windows,
+        target,
         since_wakeup,
         ..
     } = scratch;
+    let Some(task) = Task::current().view(target) else {
+        return Err(drop_reason::READ_FAILED);
+    };
     emit(Wakeup::Batch(since_wakeup), |event: &mut DeliverEvent| {
-        let task = &windows.target;
         event.task.tgid = tgid;
         event.task.tid = pid_tgid as u32;
         event.task.comm = task.comm();

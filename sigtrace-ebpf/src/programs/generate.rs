@@ -2,16 +2,13 @@
 //! here, where the sender is known; a kept generation carries the recipient's snapshot and
 //! lets its delivery and the target's exit through.
 
-use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid},
-    macros::raw_tracepoint,
-    programs::RawTracePointContext,
-};
+use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid};
 use sigtrace_common::{
     COMM_LEN, GenerateEvent, carries_sender, drop_reason, flag, kernel_origin, result, si, side,
 };
 
-use super::{Outcome, finish};
+use super::Outcome;
+use crate::access::{Ctx, hook};
 use crate::emit::{Wakeup, emit};
 use crate::filters::{
     comm_side, filtered, open_kept_gate, pid_side, remember_kept, side_of, wanted_signal,
@@ -24,14 +21,11 @@ use crate::snapshot::{sender_syscall, snapshot_recipient};
 const SEND_SIG_NOINFO: u64 = 0;
 const SEND_SIG_PRIV: u64 = 1;
 
-/// signal_generate(int sig, struct kernel_siginfo *info, struct task_struct *task,
-///                 int group, int result)
-#[raw_tracepoint(tracepoint = "signal_generate")]
-pub fn signal_generate(ctx: RawTracePointContext) -> i32 {
-    finish(&ctx, "signal_generate", try_signal_generate(&ctx))
-}
+// signal_generate(int sig, struct kernel_siginfo *info, struct task_struct *task,
+//                 int group, int result)
+hook!(signal_generate, "signal_generate", try_signal_generate);
 
-fn try_signal_generate(ctx: &RawTracePointContext) -> Outcome {
+fn try_signal_generate(ctx: &Ctx) -> Outcome {
     let sig: i32 = ctx.arg::<u64>(0) as i32;
     let info: u64 = ctx.arg(1);
     let task = Task(ctx.arg(2));
@@ -46,11 +40,17 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Outcome {
     };
     let pid_tgid = bpf_get_current_pid_tgid();
     let sender_tgid = (pid_tgid >> 32) as u32;
+    let Scratch {
+        target: target_window,
+        target_ids,
+        windows,
+        since_wakeup,
+    } = scratch;
     // The target's ids (a small window) decide the filters; the rest is read once kept.
-    if !task.load_ids_window(&mut scratch.windows.target_ids) {
+    let Some(target_ids) = task.ids_view(target_ids) else {
         return Err(drop_reason::READ_FAILED);
-    }
-    let target_tgid = scratch.windows.target_ids.tgid();
+    };
+    let target_tgid = target_ids.tgid();
     let self_tgid = conf!(self_tgid);
     if target_tgid == self_tgid {
         return Ok(());
@@ -70,7 +70,7 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Outcome {
         return Ok(());
     }
     if flags & flag::TID_FILTER != 0 {
-        let target_tid = scratch.windows.target_ids.pid();
+        let target_tid = target_ids.pid();
         if side_of(&TIDS, pid_tgid as u32) & side::SENDER == 0
             && side_of(&TIDS, target_tid) & side::TARGET == 0
         {
@@ -132,20 +132,15 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Outcome {
     if !filtered(flags) || result::queued(result) {
         open_kept_gate(target_tgid);
     }
-    if !task.load_window(&mut scratch.windows.target) {
+    let Some(target) = task.view(target_window) else {
         return Err(drop_reason::READ_FAILED);
-    }
-    let Scratch {
-        windows,
-        since_wakeup,
-        ..
-    } = scratch;
+    };
     emit(Wakeup::Batch(since_wakeup), |event: &mut GenerateEvent| {
         event.sender.tgid = sender_tgid;
         event.sender.tid = pid_tgid as u32;
         event.sender.uid = bpf_get_current_uid_gid() as u32;
         event.sender.comm = bpf_get_current_comm().unwrap_or_default();
-        window_ids(&windows.target_ids, &windows.target, &mut event.target);
+        window_ids(target_ids, target, &mut event.target);
         event.sig = sig;
         event.code = code;
         event.errno = errno;
@@ -159,7 +154,7 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Outcome {
             event.via = how;
             event.via_arg = arg;
         }
-        snapshot_recipient(windows, sig, &mut event.recipient);
+        snapshot_recipient(target_ids, target, windows, sig, &mut event.recipient);
         // Before submit, as the record always was: by the time userspace sees the
         // generation, its target is known as kept.
         if filtered(flags) && result::queued(result) {

@@ -1,10 +1,10 @@
 //! Process lifetime: sched_process_exit reports how a (signalled or followed) process ended
 //! and the children it left; sched_process_fork extends --follow to new children.
 
-use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use sigtrace_common::{ExitEvent, ForkEvent, MAX_CHILDREN, flag};
 
-use super::{Outcome, finish};
+use super::Outcome;
+use crate::access::{Ctx, hook};
 use crate::emit::{Wakeup, count_lost, emit};
 use crate::filters::{
     filtered, forget_fatal_deliverable, kept_gate_open, pid_side, take_signalled,
@@ -12,14 +12,15 @@ use crate::filters::{
 use crate::kernel::{Task, read};
 use crate::maps::{FOLLOWED, conf};
 
-/// sched_process_exit(struct task_struct *p, bool group_dead): reported once per process,
-/// for its last thread.
-#[raw_tracepoint(tracepoint = "sched_process_exit")]
-pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
-    finish(&ctx, "sched_process_exit", try_sched_process_exit(&ctx))
-}
+// sched_process_exit(struct task_struct *p, bool group_dead): reported once per process,
+// for its last thread.
+hook!(
+    sched_process_exit,
+    "sched_process_exit",
+    try_sched_process_exit
+);
 
-fn try_sched_process_exit(ctx: &RawTracePointContext) -> Outcome {
+fn try_sched_process_exit(ctx: &Ctx) -> Outcome {
     let task = Task(ctx.arg(0));
     let flags = conf!(flags);
     // The last thread: the kernel says so where it passes group_dead; before 6.16 the
@@ -85,7 +86,7 @@ fn list_children(task: Task, event: &mut ExitEvent) {
             break;
         }
         if (count as usize) < MAX_CHILDREN {
-            event.children[count as usize] = Task::from_sibling(node).tgid();
+            event.children[count as usize] = Task::sibling_tgid(node);
         }
         count += 1;
         node = read(node, 0);
@@ -94,14 +95,15 @@ fn list_children(task: Task, event: &mut ExitEvent) {
     event.children_count = count;
 }
 
-/// sched_process_fork(struct task_struct *parent, struct task_struct *child): children of
-/// followed processes are followed too, decided here so none slips through a /proc poll.
-#[raw_tracepoint(tracepoint = "sched_process_fork")]
-pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
-    finish(&ctx, "sched_process_fork", try_sched_process_fork(&ctx))
-}
+// sched_process_fork(struct task_struct *parent, struct task_struct *child): children of
+// followed processes are followed too, decided here so none slips through a /proc poll.
+hook!(
+    sched_process_fork,
+    "sched_process_fork",
+    try_sched_process_fork
+);
 
-fn try_sched_process_fork(ctx: &RawTracePointContext) -> Outcome {
+fn try_sched_process_fork(ctx: &Ctx) -> Outcome {
     let parent = Task(ctx.arg(0));
     let child = Task(ctx.arg(1));
     let parent_tgid = parent.tgid();

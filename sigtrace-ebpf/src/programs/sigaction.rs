@@ -1,12 +1,11 @@
 //! --sigaction: rt_sigaction(2) seen from both ends of the syscall, so the record carries the
 //! action before and after the change (sys_enter remembers, sys_exit reports).
 
-use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid, macros::raw_tracepoint, programs::RawTracePointContext,
-};
+use aya_ebpf::helpers::bpf_get_current_pid_tgid;
 use sigtrace_common::{SigactionEvent, drop_reason};
 
-use super::{Outcome, finish};
+use super::Outcome;
+use crate::access::{Ctx, hook};
 use crate::emit::{Wakeup, emit};
 use crate::filters::sigaction_traced;
 use crate::kernel::{Regs, Task, current_ids};
@@ -23,14 +22,11 @@ fn current_action(sig: i32) -> (u64, u64, u64) {
     }
 }
 
-/// sys_enter(struct pt_regs *regs, long id): remembers the action before rt_sigaction(2)
-/// changes it. Attached only with --sigaction.
-#[raw_tracepoint(tracepoint = "sys_enter")]
-pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
-    finish(&ctx, "sys_enter", try_sys_enter(&ctx))
-}
+// sys_enter(struct pt_regs *regs, long id): remembers the action before rt_sigaction(2)
+// changes it. Attached only with --sigaction.
+hook!(sys_enter, "sys_enter", try_sys_enter);
 
-fn try_sys_enter(ctx: &RawTracePointContext) -> Outcome {
+fn try_sys_enter(ctx: &Ctx) -> Outcome {
     let id: u64 = ctx.arg(1);
     if id != NR_RT_SIGACTION {
         return Ok(());
@@ -60,14 +56,11 @@ fn try_sys_enter(ctx: &RawTracePointContext) -> Outcome {
         .map_err(|_| drop_reason::TABLE_FULL)
 }
 
-/// sys_exit(struct pt_regs *regs, long ret): reports the change with the new action as the
-/// kernel now holds it.
-#[raw_tracepoint(tracepoint = "sys_exit")]
-pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
-    finish(&ctx, "sys_exit", try_sys_exit(&ctx))
-}
+// sys_exit(struct pt_regs *regs, long ret): reports the change with the new action as the
+// kernel now holds it.
+hook!(sys_exit, "sys_exit", try_sys_exit);
 
-fn try_sys_exit(ctx: &RawTracePointContext) -> Outcome {
+fn try_sys_exit(ctx: &Ctx) -> Outcome {
     let regs = Regs(ctx.arg(0));
     if regs.orig_ax() != NR_RT_SIGACTION {
         return Ok(());
