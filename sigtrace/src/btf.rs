@@ -1,9 +1,12 @@
 //! Kernel struct offsets from the running kernel's BTF (/sys/kernel/btf/vmlinux): CO-RE done
 //! at load time. The eBPF programs read task_struct, signal_struct, sighand_struct, pid, tty
-//! and pt_regs fields at the offsets found here, handed to them as a global.
+//! and pt_regs fields at the offsets found here, handed to them as a global. The btf probes
+//! also need the ids of the tracepoints' `btf_trace_*` typedefs, which [`attach`] hands aya.
 //!
 //! A small reader rather than a BTF crate: we need about forty lookups once at start-up,
 //! and a full type tree (btf-rs) cost ~25 MiB of peak memory for them.
+
+pub(crate) mod attach;
 
 use std::{cell::OnceCell, collections::HashMap, fs, path::Path};
 
@@ -196,14 +199,38 @@ impl Btf {
         None
     }
 
+    /// The ids of the typedefs `names`, all found in one pass over the types; None for a
+    /// name the kernel lacks. The first definition wins, as with the struct lookups.
+    pub(crate) fn typedef_ids(&self, names: &[&str]) -> Vec<Option<u32>> {
+        let mut ids = vec![None; names.len()];
+        let mut left = names.len();
+        for id in 1..=self.type_offsets.len() as u32 {
+            if left == 0 {
+                break;
+            }
+            let Some(record) = self.record(id).filter(|r| r.kind == KIND_TYPEDEF) else {
+                continue;
+            };
+            let name = self.name(record.name_off);
+            for (wanted, found) in names.iter().zip(ids.iter_mut()) {
+                if found.is_none() && name == wanted.as_bytes() {
+                    *found = Some(id);
+                    left -= 1;
+                }
+            }
+        }
+        ids
+    }
+
+    /// The id of the typedef `name` (see [`Btf::typedef_ids`] for several).
+    pub(crate) fn typedef_id(&self, name: &str) -> Option<u32> {
+        self.typedef_ids(&[name]).pop().flatten()
+    }
+
     /// Number of parameters of the function prototype behind the typedef `name` (a pointer
     /// to a FUNC_PROTO, as the kernel's `btf_trace_*` typedefs are); 0 when absent.
     pub(crate) fn func_proto_params(&self, name: &str) -> usize {
-        let typedef = (1..=self.type_offsets.len() as u32).find(|&id| {
-            self.record(id)
-                .is_some_and(|r| r.kind == KIND_TYPEDEF && self.name(r.name_off) == name.as_bytes())
-        });
-        typedef
+        self.typedef_id(name)
             .and_then(|id| self.record(id))
             .and_then(|r| self.record(r.size_or_type)) // the pointer
             .and_then(|ptr| self.record(ptr.size_or_type))
@@ -554,7 +581,7 @@ mod tests {
         },
     ];
 
-    fn fixture(name: &str) -> Btf {
+    pub(super) fn fixture(name: &str) -> Btf {
         use std::io::Read as _;
         let path = format!(
             "{}/tests/data/btf/{name}.btf.gz",

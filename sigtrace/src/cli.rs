@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{knowledge, output::Format};
+use crate::{knowledge, loader::ProbeMode, output::Format};
 
 const ABOUT: &str = "Trace Linux signals: who sent which signal to whom, what the recipient had installed for it, and what happened next.";
 
@@ -179,6 +179,16 @@ pub struct TraceArgs {
     /// Kernel ring buffer size, e.g. 4M or 256K (a power of two, at least 4K).
     #[arg(long, value_name = "BYTES", default_value = "4M", value_parser = parse_size)]
     pub ring_size: u32,
+    /// Which kernel probes to use: btf (faster) where the kernel runs them, or raw. auto
+    /// falls back to raw when the btf probes cannot load (-v says why).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MODE",
+        default_value = "auto",
+        env = "SIGTRACE_PROBE_MODE"
+    )]
+    pub probe_mode: ProbeMode,
 
     /// Start COMMAND and trace it and all its descendants; exit with its exit status.
     #[arg(last = true, value_name = "COMMAND")]
@@ -236,5 +246,28 @@ mod tests {
         assert_eq!(cli.trace.signals, ["INT", "TERM"]);
         assert_eq!(cli.trace.command, ["sh", "-c", "exit 3"]);
         assert!(Cli::try_parse_from(["sigtrace", "--kernel-only", "--user-only"]).is_err());
+    }
+
+    #[test]
+    fn probe_modes() {
+        let mode = |args: &[&str]| {
+            Cli::try_parse_from(args.iter().copied()).map(|cli| cli.trace.probe_mode)
+        };
+        // The default only where SIGTRACE_PROBE_MODE is unset: clap reads it, and the tests
+        // run in their caller's environment.
+        if std::env::var_os("SIGTRACE_PROBE_MODE").is_none() {
+            assert_eq!(mode(&["sigtrace"]).expect("parses"), ProbeMode::Auto);
+        }
+        for (text, want) in [
+            ("auto", ProbeMode::Auto),
+            ("btf", ProbeMode::Btf),
+            ("raw", ProbeMode::Raw),
+        ] {
+            assert_eq!(mode(&["sigtrace", "--probe-mode", text]).expect(text), want);
+        }
+        assert!(mode(&["sigtrace", "--probe-mode", "kprobe"]).is_err());
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("SIGTRACE_PROBE_MODE"), "{help}");
+        assert!(help.contains("BPF_PROG_TYPE_TRACING"), "{help}");
     }
 }

@@ -4,7 +4,9 @@
 //! level is a load-time constant of the programs: below it, the verifier removes the
 //! logging code, so a trace without `-v` runs exactly the programs it ran before.
 //!
-//! Lines go to stderr as `sigtrace: kernel warn: ...`, escaped like every text output.
+//! Lines go to stderr as `sigtrace: kernel warn: ...`, escaped like every text output. The
+//! same levels show sigtrace's own notes, logged with `log` (which probes the loader did not
+//! use, and why), as `sigtrace: info: ...`.
 
 use std::io::Write as _;
 
@@ -56,6 +58,27 @@ pub(crate) fn start(
         )
     });
     EbpfLogger::init_with_logger(ebpf, builder.build()).map(Some)
+}
+
+/// Shows sigtrace's own `log` records at `level` (from [`level`]); aya's, which it logs too,
+/// only from warn up unless RUST_LOG asks for more. A second call (tests) changes nothing.
+pub(crate) fn init_userspace(level: LevelFilter) {
+    let mut builder = filter_from_env();
+    if std::env::var_os(env_logger::DEFAULT_FILTER_ENV).is_none() {
+        builder
+            .filter_level(level.min(LevelFilter::Warn))
+            .filter_module(env!("CARGO_CRATE_NAME"), level);
+    }
+    builder.format(|out, record| {
+        writeln!(
+            out,
+            "sigtrace: {}: {}",
+            record.level().as_str().to_ascii_lowercase(),
+            crate::escape::text(&record.args().to_string())
+        )
+    });
+    // Fails only when a logger is installed already.
+    let _ = builder.try_init();
 }
 
 fn filter_from_env() -> env_logger::Builder {

@@ -1,6 +1,12 @@
 //! Loads sigtrace's eBPF programs with this kernel's offsets and the user's filters as
-//! globals, fills the filter maps, and attaches the raw tracepoints. Everything attached
-//! lives in the returned [`Probes`]: dropping it detaches all of them.
+//! globals, fills the filter maps, and attaches them. Everything attached lives in the
+//! returned [`Probes`]: dropping it detaches all of them.
+//!
+//! The programs come as two objects with the same programs, maps, globals and records: the
+//! btf probes (BTF tracepoints, reading kernel fields with plain loads: faster, Linux 5.5+)
+//! and the raw probes (raw tracepoints, reading through bpf_probe_read_kernel: every kernel
+//! sigtrace supports). One code path loads either; only the object and how each program
+//! is loaded and attached differ ([`Probing`]). `--probe-mode` picks ([`ProbeMode`]).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -12,7 +18,7 @@ use std::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray, RingBuf},
-    programs::RawTracePoint,
+    programs::{BtfTracePoint, RawTracePoint},
     sys::{Stats, enable_stats},
 };
 use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit, setrlimit};
@@ -21,9 +27,54 @@ use sigtrace_common::{
 };
 
 use crate::{
-    btf::{Btf, BtfError, resolve_offsets},
+    btf::{Btf, BtfError, attach::AttachIds, resolve_offsets},
     kernel_log::{self, KernelLog},
 };
+
+/// Which probes to attach, as asked for with --probe-mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProbeMode {
+    /// btf where the kernel runs them, otherwise raw.
+    #[default]
+    Auto,
+    /// BTF tracepoints that read kernel fields with plain loads (faster); they need
+    /// BPF_PROG_TYPE_TRACING and BTF tracepoints: Linux 5.5 or later, as distribution
+    /// kernels are.
+    Btf,
+    /// Raw tracepoints that read kernel fields through bpf_probe_read_kernel; they work on
+    /// every kernel sigtrace supports.
+    Raw,
+}
+
+/// The probes actually attached (see [`ProbeMode`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProbeKind {
+    Btf,
+    Raw,
+}
+
+impl ProbeKind {
+    /// As the ready line and the cost line name it: "btf" or "raw".
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            ProbeKind::Btf => "btf",
+            ProbeKind::Raw => "raw",
+        }
+    }
+
+    fn object(self) -> &'static [u8] {
+        match self {
+            ProbeKind::Btf => BTF_OBJECT,
+            ProbeKind::Raw => RAW_OBJECT,
+        }
+    }
+}
+
+impl fmt::Display for ProbeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -47,11 +98,17 @@ pub enum LoadError {
         "--cost: the kernel refused to keep BPF run-time statistics ({0}); that needs Linux 5.8 or later and CAP_SYS_ADMIN — run without --cost"
     )]
     Stats(String),
+    /// The btf probes cannot be used: an error with --probe-mode btf, the reason raw probes
+    /// are used with auto. `unsupported`: the kernel lacks what they need (rather than, say,
+    /// the verifier refusing them).
+    #[error("--probe-mode btf: {reason}; use --probe-mode raw")]
+    BtfProbes { reason: String, unsupported: bool },
 }
 
 impl LoadError {
-    /// Permission and missing-BTF problems, and a kernel that will not keep statistics for
-    /// --cost, are the user's to fix (exit 2); the rest are tracer failures.
+    /// Permission and missing-BTF problems, a kernel that will not keep statistics for
+    /// --cost or run the btf probes, are the user's to fix (exit 2); the rest are tracer
+    /// failures.
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
@@ -59,6 +116,10 @@ impl LoadError {
                 | LoadError::NotPermitted(_)
                 | LoadError::Stats(_)
                 | LoadError::Unsupported(_)
+                | LoadError::BtfProbes {
+                    unsupported: true,
+                    ..
+                }
         )
     }
 }
@@ -126,6 +187,7 @@ pub(crate) struct LoadOptions {
     pub measure_cost: bool,
     /// The programs' own diagnostics at this level and above (see [`crate::kernel_log`]).
     pub kernel_log: log::LevelFilter,
+    pub probe_mode: ProbeMode,
 }
 
 impl Default for LoadOptions {
@@ -134,6 +196,7 @@ impl Default for LoadOptions {
             ring_bytes: 4 << 20,
             measure_cost: false,
             kernel_log: log::LevelFilter::Off,
+            probe_mode: ProbeMode::Auto,
         }
     }
 }
@@ -141,6 +204,8 @@ impl Default for LoadOptions {
 /// The loaded and attached programs, and the maps userspace reads.
 pub(crate) struct Probes {
     pub ebpf: Ebpf,
+    /// Which probes these are.
+    pub kind: ProbeKind,
     pub events: RingBuf<MapData>,
     pub lost: PerCpuArray<MapData, u64>,
     pub drops: PerCpuArray<MapData, u64>,
@@ -283,8 +348,10 @@ fn possible_cpus() -> u32 {
     aya::util::nr_cpus().map_or(1, |n| n.max(1) as u32)
 }
 
-/// The eBPF object built by build.rs (aya-build) from sigtrace-ebpf.
-static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sigtrace"));
+/// The eBPF objects built by build.rs (aya-build) from sigtrace-ebpf: the raw probes, and
+/// the btf probes (empty in a build that has none: loading it then fails).
+static RAW_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sigtrace"));
+static BTF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sigtrace-btf"));
 
 fn is_permission(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
@@ -353,15 +420,20 @@ fn load_error(err: impl std::error::Error + 'static) -> LoadError {
     if is_permission(&err) {
         LoadError::NotPermitted(format!("{err}"))
     } else {
-        let mut text = err.to_string();
-        let mut cur = err.source();
-        while let Some(e) = cur {
-            text.push_str(": ");
-            text.push_str(&e.to_string());
-            cur = e.source();
-        }
-        LoadError::Load(text)
+        LoadError::Load(error_chain(&err))
     }
+}
+
+/// `err` and its sources, "outer: inner: root".
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cur = e.source();
+    }
+    text
 }
 
 fn fill<K: aya::Pod + Ord>(
@@ -454,7 +526,8 @@ fn loader_without_kernel_btf<'a>() -> Result<EbpfLoader<'a>, LoadError> {
     Ok(loader)
 }
 
-/// Raw tracepoints: they need neither tracefs nor kprobes.
+/// Tracepoints attached always; the programs are named after them (one string for both).
+/// Neither kind of probe needs tracefs or kprobes.
 const ALWAYS: [&str; 4] = [
     "signal_generate",
     "signal_deliver",
@@ -463,15 +536,29 @@ const ALWAYS: [&str; 4] = [
 ];
 const SIGACTION_HOOKS: [&str; 2] = ["sys_enter", "sys_exit"];
 
-/// Loads, configures and attaches. On any error nothing stays attached: the partially
-/// built `Ebpf` is dropped, which detaches and unloads what was done so far.
+/// The tracepoints `filter` needs, in the order they are loaded and attached.
+fn hooks(filter: &KernelFilter) -> Vec<&'static str> {
+    let sigaction: &[&'static str] = if filter.sigaction {
+        &SIGACTION_HOOKS
+    } else {
+        &[]
+    };
+    ALWAYS.iter().chain(sigaction).copied().collect()
+}
+
+/// Loads, configures and attaches the probes `options.probe_mode` asks for. On any error
+/// nothing stays attached: the partially built `Ebpf` is dropped, which detaches and unloads
+/// what was done so far — also before auto falls back from btf to raw probes.
 pub(crate) fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probes, LoadError> {
-    let mut loader = loader_without_kernel_btf()?;
-    // Our programs read fields at offsets we resolved ourselves: no CO-RE relocation.
-    loader.btf(None);
-    let offsets = {
+    let hooks = hooks(filter);
+    // Our BTF reader (the 5.5 MB file) is freed at the end of this block, before any object
+    // is loaded.
+    let (offsets, attach_ids) = {
         let btf = Btf::from_sys_fs()?;
-        resolve_offsets(&btf)?
+        // While the kernel's types are parsed anyway; raw probes need none.
+        let attach_ids = (options.probe_mode != ProbeMode::Raw)
+            .then(|| AttachIds::find(&btf, &hooks).map_err(no_btf_tracepoint));
+        (resolve_offsets(&btf)?, attach_ids)
     };
     let config = Config {
         flags: filter.flags(),
@@ -488,14 +575,218 @@ pub(crate) fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probe
     // Hold the raised limit only where the kernel still charges memlock (< 5.11); failure
     // is harmless on newer kernels.
     let _ = setrlimit(Resource::RLIMIT_MEMLOCK, RLIM_INFINITY, RLIM_INFINITY);
-    let mut ebpf = loader
-        .override_global("CONFIG", &config, true)
+    let raw = || load_as(Probing::Raw, &hooks, &config, filter, options);
+    let btf = |ids: Result<AttachIds, LoadError>| {
+        load_as(Probing::Btf(&ids?), &hooks, &config, filter, options)
+    };
+    match (options.probe_mode, attach_ids) {
+        (ProbeMode::Btf, Some(ids)) => btf(ids),
+        // No feature probe first: aya's for BPF_PROG_TYPE_TRACING parses the whole kernel
+        // BTF (~20 MiB more peak memory), while loading the first btf program answers the
+        // same question for the price of a failed load on kernels without them.
+        (ProbeMode::Auto, Some(ids)) => match btf(ids) {
+            Err(LoadError::BtfProbes {
+                reason,
+                unsupported,
+            }) => {
+                if unsupported {
+                    log::info!("using raw probes: the btf probes are unavailable: {reason}");
+                } else {
+                    log::warn!("using raw probes: the btf probes failed: {reason}");
+                }
+                raw()
+            }
+            other => other,
+        },
+        _ => raw(),
+    }
+}
+
+/// A tracepoint whose `btf_trace_*` typedef this kernel's BTF lacks.
+fn no_btf_tracepoint(tracepoint: &str) -> LoadError {
+    LoadError::BtfProbes {
+        reason: format!(
+            "this kernel has no BTF tracepoint {tracepoint} (no btf_trace_{tracepoint} in its BTF)"
+        ),
+        unsupported: true,
+    }
+}
+
+/// How the programs of one kind of probe are loaded and attached: everything else is shared.
+#[derive(Clone, Copy)]
+enum Probing<'a> {
+    /// Raw tracepoints, attached by name.
+    Raw,
+    /// BTF tracepoints, loaded with the ids of their tracepoints' typedefs.
+    Btf(&'a AttachIds),
+}
+
+impl Probing<'_> {
+    fn kind(self) -> ProbeKind {
+        match self {
+            Probing::Raw => ProbeKind::Raw,
+            Probing::Btf(_) => ProbeKind::Btf,
+        }
+    }
+
+    /// A fault of the object itself (a program missing or of the wrong type): for the btf
+    /// probes a reason to fall back.
+    fn broken(self, what: String) -> LoadError {
+        match self {
+            Probing::Raw => LoadError::Load(what),
+            Probing::Btf(_) => LoadError::BtfProbes {
+                reason: what,
+                unsupported: false,
+            },
+        }
+    }
+
+    /// Parses the object and creates its maps (the globals and map sizes set on `loader`).
+    fn open(self, loader: &mut EbpfLoader<'_>) -> Result<Ebpf, LoadError> {
+        let object = self.kind().object();
+        if object.is_empty() {
+            return Err(self.broken(format!(
+                "this sigtrace was built without its {} probes (an empty object stands in)",
+                self.kind()
+            )));
+        }
+        loader
+            .load(object)
+            .map_err(|e| match (self, explain_load_failure(e)) {
+                // A kernel without ring buffers or the privilege: the raw probes fail alike.
+                (Probing::Btf(_), LoadError::Load(text)) => {
+                    self.broken(format!("the btf probes' object does not load: {text}"))
+                }
+                (_, err) => err,
+            })
+    }
+
+    fn program<'e>(
+        self,
+        ebpf: &'e mut Ebpf,
+        hook: &str,
+    ) -> Result<&'e mut aya::programs::Program, LoadError> {
+        ebpf.program_mut(hook)
+            .ok_or_else(|| self.broken(format!("program {hook} missing from the object")))
+    }
+
+    fn load_program(self, ebpf: &mut Ebpf, hook: &str) -> Result<(), LoadError> {
+        let program = self.program(ebpf, hook)?;
+        match self {
+            Probing::Raw => {
+                let program: &mut RawTracePoint = program.try_into().map_err(load_error)?;
+                program.load().map_err(explain_load_failure)
+            }
+            Probing::Btf(ids) => {
+                let program: &mut BtfTracePoint = program
+                    .try_into()
+                    .map_err(|e| self.broken(format!("program {hook}: {e}")))?;
+                let btf = ids.btf_for(hook).map_err(|e| self.broken(e))?;
+                program
+                    .load(hook, &btf)
+                    .map_err(|e| btf_load_error(hook, e))
+                // `btf` (a few MiB) goes before the next program's is built.
+            }
+        }
+    }
+
+    fn attach(self, ebpf: &mut Ebpf, hook: &str) -> Result<(), LoadError> {
+        let program = self.program(ebpf, hook)?;
+        match self {
+            Probing::Raw => {
+                let program: &mut RawTracePoint = program.try_into().map_err(load_error)?;
+                program
+                    .attach(hook)
+                    .map(drop)
+                    .map_err(|e| attach_error(hook, e))
+            }
+            Probing::Btf(_) => {
+                let program: &mut BtfTracePoint = program
+                    .try_into()
+                    .map_err(|e| self.broken(format!("program {hook}: {e}")))?;
+                program
+                    .attach()
+                    .map(drop)
+                    .map_err(|e| btf_attach_error(hook, e))
+            }
+        }
+    }
+}
+
+/// Why the kernel refused to load a btf program. An empty verifier log means it refused the
+/// program type itself (no BPF_PROG_TYPE_TRACING, or not allowed here) before verifying:
+/// the kernel's lack. Otherwise the verifier refused this program: ours; its log, often
+/// long, is shown at -vv.
+fn btf_load_error(hook: &str, err: aya::programs::ProgramError) -> LoadError {
+    use aya::programs::ProgramError;
+    match &err {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = verifier_log.to_string();
+            if log.trim().is_empty() {
+                LoadError::BtfProbes {
+                    reason: format!(
+                        "the kernel does not load BTF tracepoint programs (BPF_PROG_TYPE_TRACING, Linux 5.5 or later): loading {hook} failed: {io_error}"
+                    ),
+                    unsupported: true,
+                }
+            } else {
+                log::debug!("the verifier's log for the btf program {hook}:");
+                // A line each: the logger escapes control characters, newlines included.
+                for line in log.lines() {
+                    log::debug!("  {line}");
+                }
+                LoadError::BtfProbes {
+                    reason: format!(
+                        "the verifier refused the btf program {hook} ({io_error}; -vv shows its log)"
+                    ),
+                    unsupported: false,
+                }
+            }
+        }
+        _ => LoadError::BtfProbes {
+            reason: format!(
+                "loading the btf program {hook} failed: {}",
+                error_chain(&err)
+            ),
+            unsupported: false,
+        },
+    }
+}
+
+/// Why a loaded btf program would not attach: the kernel's lack, whatever the error (no
+/// such tracepoint, no BPF trampolines: ENOTSUPP, as on arm64 before 6.4).
+fn btf_attach_error(hook: &str, err: aya::programs::ProgramError) -> LoadError {
+    const ENOTSUPP: i32 = 524;
+    let why = match os_error(&err) {
+        Some(ENOTSUPP) => "this kernel cannot attach BPF trampolines".to_string(),
+        _ => error_chain(&err),
+    };
+    LoadError::BtfProbes {
+        reason: format!("attaching the BTF tracepoint {hook} failed: {why}"),
+        unsupported: true,
+    }
+}
+
+/// Loads the object `probing` names with `config`, loads its programs for `hooks`, fills the
+/// filter maps, and attaches. The one path for both kinds of probes.
+fn load_as(
+    probing: Probing<'_>,
+    hooks: &[&'static str],
+    config: &Config,
+    filter: &KernelFilter,
+    options: &LoadOptions,
+) -> Result<Probes, LoadError> {
+    let log_level = kernel_log::program_level(options.kernel_log);
+    let mut loader = loader_without_kernel_btf()?;
+    // Our programs read fields at offsets we resolved ourselves: no CO-RE relocation.
+    loader.btf(None);
+    loader
+        .override_global("CONFIG", config, true)
         // A constant to the verifier: below it, the logging code is removed.
-        .override_global(
-            aya_log::LEVEL,
-            &kernel_log::program_level(options.kernel_log),
-            true,
-        )
+        .override_global(aya_log::LEVEL, &log_level, true)
         // 128 KiB by default; one page when nothing is logged.
         .map_max_entries(
             "AYA_LOGS",
@@ -523,11 +814,15 @@ pub(crate) fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probe
             } else {
                 1
             },
-        )
-        .load(EBPF_OBJECT)
-        .map_err(explain_load_failure)?;
-    // Our BTF parse and the object's parse freed several MiB that would otherwise stay
-    // resident for the whole trace: give them back.
+        );
+    let mut ebpf = probing.open(&mut loader)?;
+    // Every program before any map is filled: a kernel that refuses the btf probes does so
+    // at the first, and auto falls back having done little.
+    for &hook in hooks {
+        probing.load_program(&mut ebpf, hook)?;
+    }
+    // Our BTF parse, the object's parse and the btf probes' BTF freed several MiB that would
+    // otherwise stay resident for the whole trace: give them back.
     // SAFETY: malloc_trim only releases memory that is already free.
     unsafe { libc::malloc_trim(0) };
     let kernel_log = kernel_log::start(&mut ebpf, options.kernel_log)
@@ -542,19 +837,8 @@ pub(crate) fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probe
     } else {
         None
     };
-    let hooks = ALWAYS.iter().chain(if filter.sigaction {
-        SIGACTION_HOOKS.iter()
-    } else {
-        [].iter()
-    });
     for &hook in hooks {
-        let program: &mut RawTracePoint = ebpf
-            .program_mut(hook)
-            .ok_or_else(|| LoadError::Load(format!("program {hook} missing from the object")))?
-            .try_into()
-            .map_err(load_error)?;
-        program.load().map_err(explain_load_failure)?;
-        program.attach(hook).map_err(|e| attach_error(hook, e))?;
+        probing.attach(&mut ebpf, hook)?;
     }
     let events = RingBuf::try_from(
         ebpf.take_map("EVENTS")
@@ -573,6 +857,7 @@ pub(crate) fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probe
     .map_err(load_error)?;
     Ok(Probes {
         ebpf,
+        kind: probing.kind(),
         events,
         lost,
         drops,
@@ -638,6 +923,69 @@ mod tests {
             std::io::Error::from_raw_os_error(libc::EINVAL),
         );
         assert!(matches!(other, LoadError::Attach { .. }));
+    }
+
+    #[test]
+    fn sigaction_adds_its_hooks_last() {
+        let mut filter = KernelFilter::all();
+        assert_eq!(hooks(&filter), ALWAYS);
+        filter.sigaction = true;
+        assert_eq!(hooks(&filter)[..4], ALWAYS);
+        assert_eq!(hooks(&filter)[4..], SIGACTION_HOOKS);
+    }
+
+    #[test]
+    fn btf_load_failures_tell_the_kernels_lack_from_a_refusal() {
+        use aya::programs::ProgramError;
+        let refused = |log: &str| ProgramError::LoadError {
+            io_error: std::io::Error::from_raw_os_error(libc::EINVAL),
+            verifier_log: aya_obj::VerifierLog::new(log.into()),
+        };
+        // Refused before any verification: the program type itself.
+        let lacking = btf_load_error("signal_generate", refused(""));
+        assert!(
+            matches!(
+                lacking,
+                LoadError::BtfProbes {
+                    unsupported: true,
+                    ..
+                }
+            ),
+            "{lacking:?}"
+        );
+        assert!(lacking.is_bad_input());
+        let text = lacking.to_string();
+        assert!(
+            text.starts_with("--probe-mode btf: the kernel does not load BTF tracepoint programs")
+                && text.ends_with("; use --probe-mode raw")
+                && !text.contains('\n'),
+            "{text}"
+        );
+        let verifier = btf_load_error(
+            "signal_deliver",
+            refused("attach_btf_id 9879 is not a typedef\nprocessed 0 insns\n"),
+        );
+        assert!(!verifier.is_bad_input(), "our fault: exit 1");
+        let text = verifier.to_string();
+        assert!(
+            text.contains("the verifier refused the btf program signal_deliver")
+                && !text.contains('\n'),
+            "the log stays out of the one line: {text}"
+        );
+    }
+
+    #[test]
+    fn a_btf_attach_failure_is_the_kernels_lack() {
+        let no_trampoline = aya::programs::ProgramError::SyscallError(aya::sys::SyscallError {
+            call: "bpf_raw_tracepoint_open",
+            io_error: std::io::Error::from_raw_os_error(524),
+        });
+        let err = btf_attach_error("sched_process_exit", no_trampoline);
+        assert!(err.is_bad_input());
+        assert_eq!(
+            err.to_string(),
+            "--probe-mode btf: attaching the BTF tracepoint sched_process_exit failed: this kernel cannot attach BPF trampolines; use --probe-mode raw"
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::{
     events::{self, Event},
     kernel_log,
     launch::{self, Held},
-    loader::{self, KernelFilter, LoadOptions, Probes},
+    loader::{self, KernelFilter, LoadOptions, ProbeKind, Probes, ProgramCost},
     output::{Output, OutputOptions, TimeMode, Totals},
     signals::Signal,
 };
@@ -246,14 +246,19 @@ pub fn run(args: &TraceArgs) -> Result<u8, Error> {
     if let Some(h) = &held {
         filter.pids.insert(h.pid.as_raw() as u32, side::EITHER);
     }
+    let verbosity = kernel_log::level(args.verbose);
+    // The loader's own notes (which probes, and why not the others) at -v.
+    kernel_log::init_userspace(verbosity);
     let mut probes = loader::load(
         &filter,
         &LoadOptions {
             ring_bytes: args.ring_size,
             measure_cost: args.cost,
-            kernel_log: kernel_log::level(args.verbose),
+            kernel_log: verbosity,
+            probe_mode: args.probe_mode,
         },
     )?;
+    let kind = probes.kind;
     let clock = Clock::now();
     let mut output = Output::new(writer, options, clock, live);
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -286,8 +291,7 @@ pub fn run(args: &TraceArgs) -> Result<u8, Error> {
     }
     eprintln!("sigtrace: {events} events, {lost} lost{}", drops.suffix());
     if let Some(costs) = costs {
-        let listed: Vec<String> = costs.iter().map(ToString::to_string).collect();
-        eprintln!("sigtrace: in-kernel cost: {}", listed.join("; "));
+        eprintln!("{}", cost_line(kind, &costs));
     }
     Ok(match end {
         End::CommandEnded(status) => status,
@@ -341,10 +345,7 @@ async fn trace_loop(
         events: 0,
         lost_seen: 0,
     };
-    eprintln!(
-        "sigtrace: ready (pid {}); stop with Ctrl-C",
-        std::process::id()
-    );
+    eprintln!("{}", ready_line(std::process::id(), probes.kind));
     if let Some(h) = held.as_deref_mut() {
         h.release()?;
     }
@@ -429,6 +430,23 @@ fn flush_kernel_log(probes: &mut Probes) {
     if let Some(log) = probes.kernel_log.as_mut() {
         log.flush();
     }
+}
+
+/// Tells people and scripts that tracing has begun (tests and benchmarks wait for
+/// "sigtrace: ready"), and with which probes.
+fn ready_line(pid: u32, kind: ProbeKind) -> String {
+    format!("sigtrace: ready (pid {pid}, {kind} probes); stop with Ctrl-C")
+}
+
+/// --cost's line: the probes first, as an entry of its own, then "name N runs, M ns/run" per
+/// program (the entries parsers pick by program name).
+fn cost_line(kind: ProbeKind, costs: &[ProgramCost]) -> String {
+    let mut line = format!("sigtrace: in-kernel cost: {kind} probes");
+    for cost in costs {
+        line.push_str("; ");
+        line.push_str(&cost.to_string());
+    }
+    line
 }
 
 /// In launch mode the terminal's ^C also reaches the command: keep tracing to see what it
@@ -764,5 +782,42 @@ mod stopping {
         fn flush(&mut self) -> io::Result<()> {
             self.0.flush()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ready_line_names_the_probes() {
+        assert_eq!(
+            ready_line(42, ProbeKind::Btf),
+            "sigtrace: ready (pid 42, btf probes); stop with Ctrl-C"
+        );
+        assert!(ready_line(42, ProbeKind::Raw).starts_with("sigtrace: ready (pid 42, raw probes)"));
+    }
+
+    #[test]
+    fn the_cost_line_names_the_probes_before_the_programs() {
+        let cost = |program: &str, runs, ns| ProgramCost {
+            program: program.into(),
+            runs,
+            run_time: Duration::from_nanos(ns),
+        };
+        assert_eq!(
+            cost_line(
+                ProbeKind::Raw,
+                &[
+                    cost("signal_generate", 4, 6_000),
+                    cost("signal_deliver", 2, 800)
+                ]
+            ),
+            "sigtrace: in-kernel cost: raw probes; signal_generate 4 runs, 1500 ns/run; signal_deliver 2 runs, 400 ns/run"
+        );
+        assert_eq!(
+            cost_line(ProbeKind::Btf, &[]),
+            "sigtrace: in-kernel cost: btf probes"
+        );
     }
 }
