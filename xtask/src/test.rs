@@ -6,7 +6,10 @@
 //!
 //! The end-to-end suite is one test binary, `e2e` of the `tests` package. It runs the
 //! sigtrace binary built here (debug, as `cargo test` builds everything), named by
-//! SIGTRACE_BIN on the host and in the guests alike.
+//! SIGTRACE_BIN on the host and in the guests alike. It runs once per probe mode
+//! (SIGTRACE_PROBE_MODE: the BTF-tracepoint object and the raw one) in each guest, and on
+//! the host once in sigtrace's own choice (`auto`, with the unit tests) and once more in
+//! each listed mode that choice was not.
 
 use std::{
     ffi::OsString,
@@ -41,6 +44,16 @@ pub struct TestArgs {
         value_parser = parse_kernels
     )]
     kernels: KernelList,
+    /// Probe modes to run the suite in, in each kernel: a comma-separated list of btf and
+    /// raw (sigtrace --probe-mode).
+    #[arg(
+        long = "probe-modes",
+        value_name = "LIST",
+        default_value = "btf,raw",
+        value_delimiter = ',',
+        value_parser = ["btf", "raw"]
+    )]
+    probe_modes: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -81,18 +94,32 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
         .env("SIGTRACE_BIN", &sigtrace);
     let (tally, ok) = run_counting(&mut host)?;
     rows.push(Row {
-        place: format!("host ({})", host_release()),
+        place: format!(
+            "host ({}) {}",
+            host_release(),
+            auto_probe_mode(&sigtrace).map_or("auto".to_owned(), |mode| format!("auto: {mode}"))
+        ),
         tally,
         outcome: if ok { Ok(()) } else { Err("failed".into()) },
         time: started.elapsed(),
         boot: None,
     });
+    let auto = auto_probe_mode(&sigtrace);
+    let suite = end_to_end_binary()?;
+    for mode in args
+        .probe_modes
+        .iter()
+        .filter(|&mode| Some(mode) != auto.as_ref())
+    {
+        rows.push(run_on_host(mode, &suite, &sigtrace)?);
+    }
     let (fuzz_row, fuzz_lines) = run_fuzz();
     rows.push(fuzz_row);
     if !kernels.is_empty() {
-        let suite = end_to_end_binary()?;
         for kernel in &kernels {
-            rows.push(run_in_kernel(kernel, &suite, &sigtrace));
+            for mode in &args.probe_modes {
+                rows.push(run_in_kernel(kernel, mode, &suite, &sigtrace));
+            }
         }
     }
     print_table(&rows);
@@ -183,11 +210,52 @@ fn end_to_end_binary() -> anyhow::Result<OsString> {
 }
 
 /// Runs the end-to-end suite (`suite`, the test binary) on `sigtrace` in one guest of
-/// `kernel` (it sees this machine's files at the same paths); a guest that fails is a row
-/// with its error, and the other kernels still run.
-fn run_in_kernel(kernel: &vm::PreparedKernel, suite: &OsString, sigtrace: &Path) -> Row {
+/// The probe mode sigtrace picks by itself here (`auto`), from its ready line; None when it
+/// cannot start (not root: the suite then skips anyway).
+fn auto_probe_mode(sigtrace: &Path) -> Option<String> {
+    let output = Command::new(sigtrace)
+        // Launch mode: it ends with `true`.
+        .args(["--signal", "63", "--", "true"])
+        .env_remove("SIGTRACE_PROBE_MODE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .output()
+        .ok()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let ready = stderr.lines().find(|l| l.starts_with("sigtrace: ready"))?;
+    ["btf", "raw"]
+        .into_iter()
+        .find(|mode| ready.contains(&format!("{mode} probes")))
+        .map(str::to_owned)
+}
+
+/// The end-to-end suite on this machine with sigtrace's probes in `mode`.
+fn run_on_host(mode: &str, suite: &OsString, sigtrace: &Path) -> anyhow::Result<Row> {
+    eprintln!("xtask test: end-to-end suite on the host, {mode} probes");
+    let started = Instant::now();
+    let mut cmd = Command::new(suite);
+    cmd.env("SIGTRACE_BIN", sigtrace)
+        .env("SIGTRACE_PROBE_MODE", mode);
+    let (tally, ok) = run_counting(&mut cmd)?;
+    Ok(Row {
+        place: format!("host ({}) {mode}", host_release()),
+        tally,
+        outcome: if ok { Ok(()) } else { Err("failed".into()) },
+        time: started.elapsed(),
+        boot: None,
+    })
+}
+
+/// `kernel` (it sees this machine's files at the same paths), with sigtrace's probes in
+/// `mode`; a guest that fails is a row with its error, and the other kernels still run.
+fn run_in_kernel(
+    kernel: &vm::PreparedKernel,
+    mode: &str,
+    suite: &OsString,
+    sigtrace: &Path,
+) -> Row {
     eprintln!(
-        "xtask test: end-to-end suite in {} ({})",
+        "xtask test: end-to-end suite in {} ({}), {mode} probes",
         kernel.kernel, kernel.release
     );
     let cmd = vec![suite.clone()];
@@ -200,11 +268,12 @@ fn run_in_kernel(kernel: &vm::PreparedKernel, suite: &OsString, sigtrace: &Path)
             ("RUST_BACKTRACE".into(), "1".into()),
             ("SIGTRACE_TEST_TIME_SCALE".into(), "10".into()),
             ("SIGTRACE_BIN".into(), sigtrace.into()),
+            ("SIGTRACE_PROBE_MODE".into(), mode.into()),
         ],
         keep_output: true,
         ..VmOptions::default()
     };
-    let place = format!("{} ({})", kernel.kernel, kernel.release);
+    let place = format!("{} ({}) {mode}", kernel.kernel, kernel.release);
     let started = Instant::now();
     let mut result = vm::run_in_vm(kernel, &cmd, &opts);
     let mut place = place;
