@@ -11,12 +11,24 @@
 //! in a private mount namespace). For sigtrace it also measures the time from start to
 //! "ready", the RSS sampled during the storm and the peak RSS, and events received and lost.
 //!
-//! `--baseline REV` adds a second sigtrace under test: the one at git revision REV, built
-//! in a worktree of its own (`<target dir>/bench-baseline/<short sha>`, reused by later
-//! runs). Every round then runs each sigtrace mode under both builds, in an order that
-//! alternates from round to round, each traced storm paired with its own untraced storm;
-//! the table adds the baseline's rows and, per mode, the median over rounds of this tree's
-//! paired ratio over the baseline's paired ratio of the same round.
+//! Every sigtrace mode runs under each *variant* of sigtrace under test: this tree's
+//! sigtrace under each of `--probe-modes` (auto, btf, raw; auto passes no --probe-mode),
+//! then, with `--baseline REV`, the sigtrace at git revision REV, built in a worktree of its
+//! own (`<target dir>/bench-baseline/<short sha>`, reused by later runs). Each variant is
+//! started once before the rounds: one that cannot start (btf probes where the kernel has
+//! no BTF tracepoints) is reported with sigtrace's reason and left out, and the ready line
+//! of one that does says which probes it uses ("auto → raw"). Every round runs each sigtrace
+//! mode under every variant, in an order that alternates from round to round, each traced
+//! storm paired with its own untraced storm; the table has a row per mode and variant and,
+//! per mode, the median over rounds of the first variant's paired ratio over each other
+//! variant's paired ratio of the same round.
+//!
+//! After the timed rounds, the in-kernel cost pass (`sigtrace --cost`, COST_RUNS per mode
+//! and variant), and a STATIC report of each variant's signal programs from bpftool
+//! (instructions, jited size and helper calls in the loaded programs; see
+//! [`programs`]), taken while its first cost run is loaded.
+
+mod programs;
 
 use std::{
     collections::HashSet,
@@ -29,7 +41,7 @@ use std::{
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::{Context as _, bail};
@@ -50,10 +62,93 @@ pub struct BenchArgs {
     /// Skip bpftrace even when it is installed.
     #[arg(long)]
     no_bpftrace: bool,
+    /// This tree's sigtrace under each of these probe modes (comma-separated: auto, btf,
+    /// raw; auto passes no --probe-mode), every sigtrace mode under each, compared round by
+    /// round with the first.
+    #[arg(long, value_name = "LIST", default_value = "auto", value_parser = parse_probe_modes)]
+    probe_modes: ProbeModes,
     /// Also run every sigtrace mode under the sigtrace of git revision REV (built in a
     /// worktree under <target dir>/bench-baseline/), and compare round by round.
     #[arg(long, value_name = "REV")]
     baseline: Option<String>,
+}
+
+/// What `--probe-mode` this tree's sigtrace is given.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ProbeMode {
+    /// No --probe-mode: sigtrace picks.
+    Auto,
+    Btf,
+    Raw,
+}
+
+impl ProbeMode {
+    fn name(self) -> &'static str {
+        match self {
+            ProbeMode::Auto => "auto",
+            ProbeMode::Btf => "btf",
+            ProbeMode::Raw => "raw",
+        }
+    }
+
+    fn sigtrace_args(self) -> Vec<String> {
+        match self {
+            ProbeMode::Auto => Vec::new(),
+            ProbeMode::Btf | ProbeMode::Raw => vec!["--probe-mode".into(), self.name().into()],
+        }
+    }
+}
+
+/// `--probe-modes`, in the order given.
+#[derive(Clone, PartialEq, Eq, Debug)]
+struct ProbeModes(Vec<ProbeMode>);
+
+/// "btf,raw" → [Btf, Raw]: each of auto, btf and raw at most once, at least one.
+fn parse_probe_modes(text: &str) -> Result<ProbeModes, String> {
+    let mut modes = Vec::new();
+    for word in text.split(',').map(str::trim) {
+        let mode = match word.to_ascii_lowercase().as_str() {
+            "auto" => ProbeMode::Auto,
+            "btf" => ProbeMode::Btf,
+            "raw" => ProbeMode::Raw,
+            "" => return Err("an empty entry (a list such as auto,raw)".into()),
+            _ => return Err(format!("{word:?} is none of auto, btf, raw")),
+        };
+        if modes.contains(&mode) {
+            return Err(format!("{} is listed twice", mode.name()));
+        }
+        modes.push(mode);
+    }
+    Ok(ProbeModes(modes))
+}
+
+/// The probes a sigtrace said it uses (its ready line and its --cost line name them).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Probes {
+    Btf,
+    Raw,
+}
+
+impl Probes {
+    fn name(self) -> &'static str {
+        match self {
+            Probes::Btf => "btf",
+            Probes::Raw => "raw",
+        }
+    }
+}
+
+/// The probes a line of sigtrace's ("sigtrace: ready (pid 42, btf probes); stop with
+/// Ctrl-C") names, read loosely: the word btf or raw, not both. None for a sigtrace that
+/// names none (one from before the btf probes).
+fn probes_named(line: &str) -> Option<Probes> {
+    let line = line.to_ascii_lowercase();
+    let words: HashSet<&str> = line.split(|c: char| !c.is_ascii_alphanumeric()).collect();
+    match (words.contains("btf"), words.contains("raw")) {
+        (true, false) => Some(Probes::Btf),
+        (false, true) => Some(Probes::Raw),
+        _ => None,
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -67,7 +162,7 @@ enum Mode {
     Bpftrace,
 }
 
-/// The modes that run sigtrace, under each build under test.
+/// The modes that run sigtrace, under each variant under test.
 const SIGTRACE_MODES: [Mode; 4] = [Mode::Text, Mode::Json, Mode::Filtered, Mode::NothingKept];
 
 impl Mode {
@@ -99,12 +194,56 @@ impl Mode {
     }
 }
 
-/// Which sigtrace a run used: this tree's, or the one built at --baseline REV. Runs that
-/// use no sigtrace (untraced, bpftrace) count as this tree's.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Build {
-    Current,
-    Baseline,
+/// Which sigtrace a variant runs.
+#[derive(Clone, Debug)]
+enum Source {
+    /// This tree's, with this --probe-mode.
+    Tree(ProbeMode),
+    /// The one built at --baseline REV, given no --probe-mode.
+    Baseline { short_sha: String },
+}
+
+/// One sigtrace under test.
+struct Variant {
+    source: Source,
+    binary: PathBuf,
+    /// The probes its ready line named when it was checked before the rounds.
+    probes: Option<Probes>,
+    /// It takes --cost.
+    cost: bool,
+}
+
+impl Variant {
+    /// The sigtrace command of this variant, before the mode's arguments. The probe mode is
+    /// always the variant's: SIGTRACE_PROBE_MODE is not passed on.
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.binary);
+        cmd.env_remove("SIGTRACE_PROBE_MODE");
+        if let Source::Tree(mode) = self.source {
+            cmd.args(mode.sigtrace_args());
+        }
+        cmd
+    }
+
+    /// What was asked for.
+    fn name(&self) -> String {
+        match &self.source {
+            Source::Tree(mode) => mode.name().to_owned(),
+            Source::Baseline { short_sha } => format!("baseline {short_sha}"),
+        }
+    }
+
+    /// What was asked for and, where it differs or sigtrace chose, what it used: "raw",
+    /// "auto → btf", "baseline 1a2b3c4 → raw".
+    fn label(&self) -> String {
+        let name = self.name();
+        match (&self.source, self.probes) {
+            (Source::Tree(mode), Some(probes)) if mode.name() == probes.name() => name,
+            (_, Some(probes)) => format!("{name} → {}", probes.name()),
+            (Source::Tree(ProbeMode::Auto), None) => format!("{name} → ?"),
+            (_, None) => name,
+        }
+    }
 }
 
 /// The sigtrace built at --baseline REV.
@@ -118,37 +257,39 @@ struct Baseline {
 /// What the runs need: the executables under test and the unrelated process.
 struct Bench {
     storm: PathBuf,
-    sigtrace: PathBuf,
+    /// The sigtraces under test that started, the first the one the others are compared to.
+    variants: Vec<Variant>,
+    /// Those that did not: name and sigtrace's reason.
+    unavailable: Vec<(String, String)>,
     baseline: Option<Baseline>,
+    /// bpftool's version line; None without bpftool (no program report then).
+    bpftool: Option<String>,
     /// Our own `sleep`, the unrelated pid of the filtered mode; killed when dropped.
     unrelated: Child,
 }
 
 impl Bench {
-    fn sigtrace(&self, build: Build) -> &Path {
-        match (build, &self.baseline) {
-            (Build::Baseline, Some(baseline)) => &baseline.binary,
-            _ => &self.sigtrace,
+    /// `mode` run under `variant` (None: the modes that run no sigtrace), for the progress
+    /// lines and errors.
+    fn label(&self, mode: Mode, variant: Option<usize>) -> String {
+        match variant {
+            Some(i) => format!("{} [{}]", mode.label(), self.variants[i].label()),
+            None => mode.label().to_string(),
         }
     }
 
-    /// The builds that run `mode`: both for sigtrace's modes when there is a baseline.
-    fn builds(&self, mode: Mode) -> &'static [Build] {
-        if mode.is_sigtrace() && self.baseline.is_some() {
-            &[Build::Current, Build::Baseline]
+    /// The variants that run `mode` (None for the modes that run no sigtrace), in the order
+    /// of `round`: reversed every other round.
+    fn order(&self, mode: Mode, round: usize) -> Vec<Option<usize>> {
+        let mut order: Vec<Option<usize>> = if mode.is_sigtrace() {
+            (0..self.variants.len()).map(Some).collect()
         } else {
-            &[Build::Current]
+            vec![None]
+        };
+        if round.is_multiple_of(2) {
+            order.reverse();
         }
-    }
-
-    /// `mode` run by `build`, for the progress lines and errors.
-    fn label(&self, mode: Mode, build: Build) -> String {
-        match (build, &self.baseline) {
-            (Build::Baseline, Some(baseline)) => {
-                format!("{} @ baseline {}", mode.label(), baseline.short_sha)
-            }
-            _ => mode.label().to_string(),
-        }
+        order
     }
 
     fn unrelated(&self) -> u32 {
@@ -176,18 +317,37 @@ struct Sample {
     hwm_kib: u64,
     /// With --cost: ns per run of signal_generate and of signal_deliver.
     cost_ns: Option<(u64, u64)>,
+    /// The probes sigtrace's ready line named.
+    probes: Option<Probes>,
 }
 
-/// One timed storm: its mode, the build that traced it and its round.
+/// One timed storm: its mode, the variant that traced it (None for the modes that run no
+/// sigtrace) and its round.
 struct Run {
     mode: Mode,
-    build: Build,
+    variant: Option<usize>,
     round: usize,
     sample: Sample,
 }
 
-/// Runs of the in-kernel cost pass (sigtrace --cost) per mode, after the timed rounds.
+/// One run of the in-kernel cost pass.
+struct Cost {
+    mode: Mode,
+    variant: usize,
+    /// ns per run of signal_generate and of signal_deliver.
+    ns: (u64, u64),
+    probes: Option<Probes>,
+}
+
+/// A variant's static program report, or why there is none.
+type Report = (usize, anyhow::Result<Vec<programs::Program>>);
+
+/// Runs of the in-kernel cost pass (sigtrace --cost) per mode and variant, after the timed
+/// rounds.
 const COST_RUNS: usize = 2;
+
+/// The sigtrace modes of the cost pass; the program report is taken in the first.
+const COST_MODES: [Mode; 3] = [Mode::Text, Mode::Filtered, Mode::NothingKept];
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if !is_root() {
@@ -196,6 +356,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     // The baseline first: a REV that is no commit fails at once.
     let baseline = args.baseline.as_deref().map(build_baseline).transpose()?;
     let built = run::build_release(&["--bin", "sigtrace", "--example", "storm"])?;
+    let sigtrace = run::find(&built, "sigtrace")?;
     let mut modes = vec![Mode::Untraced];
     modes.extend(SIGTRACE_MODES);
     if !args.no_bpftrace {
@@ -207,10 +368,70 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             );
         }
     }
+    let mut candidates: Vec<Variant> = args
+        .probe_modes
+        .0
+        .iter()
+        .map(|&mode| Variant {
+            source: Source::Tree(mode),
+            binary: sigtrace.clone(),
+            probes: None,
+            cost: false,
+        })
+        .collect();
+    if let Some(baseline) = &baseline {
+        candidates.push(Variant {
+            source: Source::Baseline {
+                short_sha: baseline.short_sha.clone(),
+            },
+            binary: baseline.binary.clone(),
+            probes: None,
+            cost: false,
+        });
+    }
+    // Each variant started once, keeping nothing: does it load, and which probes does it use?
+    let mut variants = Vec::new();
+    let mut unavailable = Vec::new();
+    for mut variant in candidates {
+        let mut cmd = variant.command();
+        cmd.args(Mode::NothingKept.sigtrace_args(0));
+        match check_variant(&mut cmd)? {
+            Ok(probes) => {
+                variant.probes = probes;
+                let help = stdout_of(Command::new(&variant.binary).arg("--help"))?;
+                variant.cost = listed_flags(&help).contains("--cost");
+                eprintln!(
+                    "bench: sigtrace {}: {}",
+                    variant.label(),
+                    match probes {
+                        Some(probes) => format!("ready with {} probes", probes.name()),
+                        None => "ready (its ready line names no probes)".to_owned(),
+                    }
+                );
+                variants.push(variant);
+            }
+            Err(reason) => {
+                eprintln!(
+                    "bench: sigtrace {} is unavailable, leaving it out: {reason}",
+                    variant.name()
+                );
+                unavailable.push((variant.name(), reason));
+            }
+        }
+    }
+    if variants.is_empty() {
+        bail!("no sigtrace under test could start (see above)");
+    }
+    let bpftool = programs::bpftool_version();
+    if bpftool.is_none() {
+        eprintln!("bench: bpftool is not installed; no static program report");
+    }
     let bench = Bench {
         storm: run::find(&built, "storm")?,
-        sigtrace: run::find(&built, "sigtrace")?,
+        variants,
+        unavailable,
         baseline,
+        bpftool,
         unrelated: Command::new("sleep")
             .arg("3600")
             .spawn()
@@ -219,8 +440,13 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     // The progress lines' label column.
     let width = modes
         .iter()
-        .flat_map(|&mode| bench.builds(mode).iter().map(move |&build| (mode, build)))
-        .map(|(mode, build)| bench.label(mode, build).chars().count())
+        .flat_map(|&mode| {
+            let bench = &bench;
+            bench
+                .order(mode, 1)
+                .into_iter()
+                .map(move |variant| bench.label(mode, variant).chars().count())
+        })
         .max()
         .unwrap_or(0);
     let started = Instant::now();
@@ -232,23 +458,19 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             } else {
                 args.signals
             };
-            let mut builds = bench.builds(mode).to_vec();
-            // Neither build always runs first.
-            if round % 2 == 0 {
-                builds.reverse();
-            }
-            for build in builds {
-                let label = bench.label(mode, build);
-                let untraced = run_mode(&bench, Mode::Untraced, Build::Current, n)
+            // No variant always runs first.
+            for variant in bench.order(mode, round) {
+                let label = bench.label(mode, variant);
+                let untraced = run_mode(&bench, Mode::Untraced, None, n)
                     .with_context(|| format!("round {round}, untraced"))?;
                 let before = untraced.ns_per_signal;
                 runs.push(Run {
                     mode: Mode::Untraced,
-                    build: Build::Current,
+                    variant: None,
                     round,
                     sample: untraced,
                 });
-                let mut sample = run_mode(&bench, mode, build, n)
+                let mut sample = run_mode(&bench, mode, variant, n)
                     .with_context(|| format!("round {round}, {label}"))?;
                 sample.paired_ratio = sample.ns_per_signal / before;
                 eprintln!(
@@ -263,7 +485,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 );
                 runs.push(Run {
                     mode,
-                    build,
+                    variant,
                     round,
                     sample,
                 });
@@ -271,36 +493,108 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         }
     }
     // The kernel's own accounting of the programs, separately: its clock reads would
-    // slow the timed storms above.
-    let mut costs: Vec<(Mode, (u64, u64))> = Vec::new();
+    // slow the timed storms above. The program report is read while the first runs are
+    // loaded.
+    let mut costs: Vec<Cost> = Vec::new();
+    let mut reports: Vec<Report> = Vec::new();
     for run in 1..=COST_RUNS {
-        for mode in [Mode::Text, Mode::Filtered, Mode::NothingKept] {
-            let sample = run_sigtrace(&bench, mode, Build::Current, args.signals, true)
-                .with_context(|| format!("cost run {run}, {}", mode.label()))?;
-            let cost = sample
-                .cost_ns
-                .context("sigtrace --cost printed no in-kernel cost")?;
-            eprintln!(
-                "bench: cost run {run} {:<38} generate {} ns/run, deliver {} ns/run  events {}/{}  lost {}",
-                mode.label(),
-                cost.0,
-                cost.1,
-                sample.events,
-                sample.expected,
-                sample.lost
-            );
-            costs.push((mode, cost));
+        for mode in COST_MODES {
+            let order = bench.order(mode, run).into_iter().flatten();
+            for variant in order.filter(|&i| bench.variants[i].cost) {
+                let label = bench.label(mode, Some(variant));
+                let inspect = bench.bpftool.is_some() && run == 1 && mode == COST_MODES[0];
+                let traced = run_sigtrace(&bench, mode, variant, args.signals, true, inspect)
+                    .with_context(|| format!("cost run {run}, {label}"))?;
+                let sample = traced.sample;
+                let cost = sample.cost_ns.with_context(|| {
+                    format!("{label}: sigtrace --cost printed no in-kernel cost")
+                })?;
+                eprintln!(
+                    "bench: cost run {run} {:<width$} generate {} ns/run, deliver {} ns/run  events {}/{}  lost {}",
+                    label, cost.0, cost.1, sample.events, sample.expected, sample.lost
+                );
+                costs.push(Cost {
+                    mode,
+                    variant,
+                    ns: cost,
+                    probes: sample.probes,
+                });
+                if let Some(report) = traced.programs {
+                    reports.push((variant, report));
+                }
+            }
         }
     }
+    // A variant without --cost still gets its program report, from a run of its own.
+    if bench.bpftool.is_some() {
+        for variant in (0..bench.variants.len()).filter(|&i| !bench.variants[i].cost) {
+            let label = bench.label(COST_MODES[0], Some(variant));
+            let traced = run_sigtrace(&bench, COST_MODES[0], variant, args.signals, false, true)
+                .with_context(|| format!("program report, {label}"))?;
+            if let Some(report) = traced.programs {
+                reports.push((variant, report));
+            }
+        }
+    }
+    reports.sort_by_key(|(variant, _)| *variant);
     let took = started.elapsed();
-    print_table(&bench, &modes, &runs, args, took);
-    print_costs(&runs, &costs);
+    print_table(&bench, &modes, &runs, &costs, args, took);
+    print_costs(&bench, &runs, &costs);
+    print_programs(&bench, &reports);
     Ok(())
 }
 
-/// Builds sigtrace at git revision `rev` in a worktree of its own under the workspace's
-/// target directory (reused when it is there already), with a target directory inside it,
-/// and checks that it takes every flag the sigtrace modes give.
+/// Starts `cmd` (a sigtrace) and waits for its ready line: Ok(the probes it names), then
+/// stops it; or, when it ends before it is ready, Err(why, from its last lines on stderr).
+fn check_variant(cmd: &mut Command) -> anyhow::Result<Result<Option<Probes>, String>> {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .context("spawn sigtrace")?;
+    let mut stderr = BufReader::new(child.stderr.take().context("stderr")?);
+    let mut said: Vec<String> = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if stderr.read_line(&mut line)? == 0 {
+            let status = child.wait()?;
+            let tail = said[said.len().saturating_sub(3)..].join(" / ");
+            return Ok(Err(if tail.is_empty() {
+                format!("it ended before it was ready ({status}) and said nothing")
+            } else {
+                format!("{tail} ({status})")
+            }));
+        }
+        if line.contains("sigtrace: ready") {
+            break;
+        }
+        if !line.trim().is_empty() {
+            said.push(line.trim().to_owned());
+        }
+    }
+    let probes = probes_named(&line);
+    // Read its last words while it stops (it must not write to a closed pipe), and do not
+    // wait for ever for one that ignores SIGINT.
+    let reader = thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = stderr.read_to_string(&mut rest);
+    });
+    interrupt(&child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            child.wait()?;
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let _ = reader.join();
+    Ok(Ok(probes))
+}
+
 fn build_baseline(rev: &str) -> anyhow::Result<Baseline> {
     let metadata =
         stdout_of(Command::new("cargo").args(["metadata", "--format-version", "1", "--no-deps"]))?;
@@ -380,11 +674,15 @@ fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
     )
 }
 
+/// The words of `help` (`sigtrace --help`), among them every flag it lists.
+fn listed_flags(help: &str) -> HashSet<&str> {
+    help.split(|c: char| c.is_whitespace() || matches!(c, ',' | '[' | ']' | '=' | '<'))
+        .collect()
+}
+
 /// The first flag of the sigtrace modes that `help` (`sigtrace --help`) does not list.
 fn missing_flag(help: &str) -> Option<(Mode, String)> {
-    let listed: HashSet<&str> = help
-        .split(|c: char| c.is_whitespace() || matches!(c, ',' | '[' | ']' | '=' | '<'))
-        .collect();
+    let listed = listed_flags(help);
     SIGTRACE_MODES.into_iter().find_map(|mode| {
         mode.sigtrace_args(0)
             .into_iter()
@@ -394,56 +692,320 @@ fn missing_flag(help: &str) -> Option<(Mode, String)> {
 }
 
 /// The in-kernel cost per signal (one generate and one deliver run) against the budget
-/// that the 1.25× and 1.05× targets leave.
-fn print_costs(runs: &[Run], costs: &[(Mode, (u64, u64))]) {
+/// that the 1.25× and 1.05× targets leave, per mode and variant.
+fn print_costs(bench: &Bench, runs: &[Run], costs: &[Cost]) {
     let untraced = median(
         runs.iter()
             .filter(|r| r.mode == Mode::Untraced)
             .map(|r| r.sample.ns_per_signal)
             .collect(),
     );
+    let without: Vec<String> = bench
+        .variants
+        .iter()
+        .filter(|v| !v.cost)
+        .map(Variant::label)
+        .collect();
+    if costs.is_empty() {
+        println!("\nIn-kernel cost: not measured (no sigtrace under test takes --cost).");
+        return;
+    }
     println!(
         "\nIn-kernel cost (sigtrace --cost: the kernel's BPF run-time statistics, {COST_RUNS} runs each, medians; \
          they include ~2 clock reads per run). Untraced storm: {untraced:.0} ns/signal.\n"
     );
-    println!(
-        "| {:<36} | {:>15} | {:>14} | {:>16} | {:>25} |",
-        "mode", "generate ns/run", "deliver ns/run", "both, per signal", "as a share of untraced"
-    );
-    println!(
-        "|{:-<38}|{:->17}|{:->16}|{:->18}|{:->27}|",
-        "", "", "", "", ""
-    );
+    let headers = [
+        "mode",
+        "sigtrace",
+        "generate ns/run",
+        "deliver ns/run",
+        "both, per signal",
+        "as a share of untraced",
+    ];
+    let mut rows = Vec::new();
     for (mode, target) in [
         (Mode::Text, Some(1.25)),
         (Mode::Filtered, Some(1.05)),
         (Mode::NothingKept, None),
     ] {
-        let of = |pick: fn(&(u64, u64)) -> u64| {
-            median(
-                costs
-                    .iter()
-                    .filter(|(m, _)| *m == mode)
-                    .map(|(_, c)| pick(c) as f64)
-                    .collect(),
-            )
-        };
-        let generate = of(|c| c.0);
-        let deliver = of(|c| c.1);
-        let share = 100.0 * (generate + deliver) / untraced;
-        let share = match target {
-            Some(target) => format!("{share:.1} % (target ≤ {:.0} %)", 100.0 * (target - 1.0)),
-            None => format!("{share:.1} %"),
-        };
+        for (i, variant) in bench.variants.iter().enumerate() {
+            if !variant.cost {
+                continue;
+            }
+            let of = |pick: fn(&(u64, u64)) -> u64| {
+                median(
+                    costs
+                        .iter()
+                        .filter(|c| c.mode == mode && c.variant == i)
+                        .map(|c| pick(&c.ns) as f64)
+                        .collect(),
+                )
+            };
+            let generate = of(|c| c.0);
+            let deliver = of(|c| c.1);
+            let share = 100.0 * (generate + deliver) / untraced;
+            let share = match target {
+                Some(target) => format!("{share:.1} % (target ≤ {:.0} %)", 100.0 * (target - 1.0)),
+                None => format!("{share:.1} %"),
+            };
+            rows.push(vec![
+                mode.label().to_owned(),
+                variant.label(),
+                format!("{generate:.0}"),
+                format!("{deliver:.0}"),
+                format!("{:.0}", generate + deliver),
+                share,
+            ]);
+        }
+    }
+    print_markdown(&headers, 2, &rows);
+    if !without.is_empty() {
         println!(
-            "| {:<36} | {:>15.0} | {:>14.0} | {:>16.0} | {:>25} |",
-            mode.label(),
-            generate,
-            deliver,
-            generate + deliver,
-            share
+            "\nNot measured (no --cost in that sigtrace): {}.",
+            without.join(", ")
         );
     }
+}
+
+/// The static program report: each variant's signal programs as loaded.
+fn print_programs(bench: &Bench, reports: &[Report]) {
+    let Some(bpftool) = &bench.bpftool else {
+        println!(
+            "\nStatic program report: skipped, bpftool is not installed (apt-get install bpftool)."
+        );
+        return;
+    };
+    println!(
+        "\nsigtrace's programs, STATIC counts: the instructions in each loaded program as the verifier left them \
+         (`bpftool prog dump xlated`), not the instructions one run executes. Read while the first cost run \
+         ({}) of each variant was loaded, after its storm; ns/run is bpftool's run_time_ns / run_cnt over that run \
+         (- where the kernel's BPF statistics were off). {bpftool}.\n",
+        COST_MODES[0].label()
+    );
+    let headers = [
+        "sigtrace",
+        "program",
+        "xlated insns",
+        "jited bytes",
+        "helper calls (of which probe reads)",
+        "ns/run",
+    ];
+    let mut rows = Vec::new();
+    let mut failed = Vec::new();
+    let mut subprogs = false;
+    for (variant, report) in reports {
+        let label = bench.variants[*variant].label();
+        let programs = match report {
+            Ok(programs) => programs,
+            Err(err) => {
+                failed.push(format!("{label}: {err:#}"));
+                continue;
+            }
+        };
+        if programs.is_empty() {
+            failed.push(format!("{label}: bpftool lists neither signal program"));
+        }
+        for program in programs {
+            let x = &program.xlated;
+            let mut calls = format!("{} ({})", x.helper_calls, x.probe_reads);
+            if x.subprog_calls > 0 {
+                subprogs = true;
+                calls.push_str(&format!(" + {} bpf-to-bpf", x.subprog_calls));
+            }
+            rows.push(vec![
+                label.clone(),
+                format!("{} (id {})", program.name, program.id),
+                x.insns.to_string(),
+                program
+                    .bytes_jited
+                    .map_or_else(|| "-".to_owned(), |b| b.to_string()),
+                calls,
+                program
+                    .ns_per_run()
+                    .map_or_else(|| "-".to_owned(), |ns| format!("{ns:.0}")),
+            ]);
+        }
+    }
+    if !rows.is_empty() {
+        print_markdown(&headers, 2, &rows);
+        println!(
+            "\nhelper calls: `call` instructions to kernel helpers; probe reads: those of the bpf_probe_read family. \
+             The verifier has already inlined some helpers (array map lookups, bpf_get_smp_processor_id...), \
+             which are no calls here."
+        );
+        if subprogs {
+            println!(
+                "bpf-to-bpf: calls of the program's own functions (e.g. memset), not helpers."
+            );
+        }
+    }
+    for failure in failed {
+        println!("no program report for {failure}");
+    }
+}
+
+fn print_table(
+    bench: &Bench,
+    modes: &[Mode],
+    runs: &[Run],
+    costs: &[Cost],
+    args: &BenchArgs,
+    took: Duration,
+) {
+    let compared = bench.variants.len() > 1;
+    println!(
+        "\n{} rounds, {} signals per storm ({} under bpftrace); medians, and the median of each \
+         traced storm's ratio to the untraced storm run just before it; took {:.0?}",
+        args.rounds, args.signals, args.bpftrace_signals, took
+    );
+    println!(
+        "sigtrace under test{}:",
+        if compared {
+            " (every round ran each sigtrace mode under each, in alternating order, \
+             each traced storm paired with its own untraced storm)"
+        } else {
+            ""
+        }
+    );
+    for variant in &bench.variants {
+        let source = match (&variant.source, &bench.baseline) {
+            (Source::Tree(ProbeMode::Auto), _) => "this tree's, no --probe-mode".to_owned(),
+            (Source::Tree(mode), _) => format!("this tree's, --probe-mode {}", mode.name()),
+            (Source::Baseline { .. }, Some(baseline)) => format!(
+                "git revision {} = {} ({})",
+                baseline.rev,
+                baseline.short_sha,
+                baseline.binary.display()
+            ),
+            (Source::Baseline { short_sha }, None) => format!("baseline {short_sha}"),
+        };
+        let probes = match variant.probes {
+            Some(probes) => format!("its ready line: {} probes", probes.name()),
+            None => "its ready line names no probes".to_owned(),
+        };
+        println!("  {}: {source}; {probes}", variant.label());
+    }
+    for (name, reason) in &bench.unavailable {
+        println!("  {name}: UNAVAILABLE, left out: {reason}");
+    }
+    println!();
+    let mut headers = vec!["mode", "sigtrace", "ns/signal", "ratio"];
+    if compared {
+        headers.push("first ÷ this (same round)");
+    }
+    headers.extend([
+        "events (got/expected)",
+        "lost",
+        "ready ms",
+        "RSS storm",
+        "peak RSS",
+    ]);
+    let mut rows = Vec::new();
+    let mut versus: Vec<(usize, Mode, f64)> = Vec::new();
+    for &mode in modes {
+        for variant in bench.order(mode, 1) {
+            let s: Vec<Sample> = runs
+                .iter()
+                .filter(|r| r.mode == mode && r.variant == variant)
+                .map(|r| r.sample)
+                .collect();
+            let ns = median(s.iter().map(|x| x.ns_per_signal).collect());
+            let ratio = median(s.iter().map(|x| x.paired_ratio).collect());
+            let events = median(s.iter().map(|x| x.events as f64).collect());
+            let expected = median(s.iter().map(|x| x.expected as f64).collect());
+            let lost: u64 = s.iter().map(|x| x.lost).sum();
+            let ready = median(s.iter().map(|x| x.ready_ms).collect());
+            let rss = s.iter().map(|x| x.rss_storm_kib).max().unwrap_or(0);
+            let hwm = s.iter().map(|x| x.hwm_kib).max().unwrap_or(0);
+            let dash = |shown: bool, v: String| if shown { v } else { "-".to_string() };
+            let traced = mode != Mode::Untraced;
+            let sigtrace = variant.map_or_else(|| "-".to_owned(), |i| bench.variants[i].label());
+            let mut row = vec![
+                mode.label().to_owned(),
+                sigtrace,
+                format!("{ns:.0}"),
+                format!("{ratio:.2}×"),
+            ];
+            if compared {
+                row.push(match variant {
+                    Some(0) => "(first)".to_owned(),
+                    Some(other) => {
+                        let (value, pairs) = versus_first(runs, mode, other);
+                        versus.push((other, mode, value));
+                        format!("{value:.2}× (median of {pairs} paired)")
+                    }
+                    None => "-".to_owned(),
+                });
+            }
+            row.extend([
+                dash(traced, format!("{events:.0}/{expected:.0}")),
+                dash(traced, format!("{lost} (sum)")),
+                dash(mode.is_sigtrace(), format!("{ready:.0}")),
+                dash(mode.is_sigtrace(), mib(rss)),
+                dash(mode.is_sigtrace(), mib(hwm)),
+            ]);
+            rows.push(row);
+        }
+    }
+    print_markdown(&headers, 2, &rows);
+    println!(
+        "\nexpected: the storm's generate + deliver records; the system-wide modes also count other processes' signals.\n\
+         lost: records the kernel could not reserve (sigtrace: its exact per-CPU counter; bpftrace: its 'Lost N events' lines).\n\
+         sigtrace: the --probe-mode asked for and, where sigtrace chose or its ready line says otherwise, the probes it used."
+    );
+    if compared {
+        let first = bench.variants[0].label();
+        println!(
+            "first ÷ this (same round): in each round, the paired ratio under the first sigtrace ({first}) over this \
+             row's paired ratio; the median over the rounds. Below 1.00×, {first} costs less than this row's sigtrace."
+        );
+        for (i, variant) in bench.variants.iter().enumerate().skip(1) {
+            let of: Vec<&(usize, Mode, f64)> = versus.iter().filter(|v| v.0 == i).collect();
+            let low = of.iter().map(|v| v.2).min_by(f64::total_cmp);
+            let high = of.iter().max_by(|a, b| a.2.total_cmp(&b.2));
+            if let (Some(low), Some((_, mode, high))) = (low, high) {
+                println!(
+                    "{first} ÷ {}: {low:.2}–{high:.2}× over the sigtrace modes; the highest in \"{}\".",
+                    variant.label(),
+                    mode.label()
+                );
+            }
+        }
+    }
+    // A variant whose runs did not all use the probes of its check before the rounds.
+    for (i, variant) in bench.variants.iter().enumerate() {
+        let seen: HashSet<Option<Probes>> = runs
+            .iter()
+            .filter(|r| r.variant == Some(i))
+            .map(|r| r.sample.probes)
+            .chain(costs.iter().filter(|c| c.variant == i).map(|c| c.probes))
+            .collect();
+        if seen.iter().any(|&p| p != variant.probes) {
+            let names: Vec<&str> = seen.iter().map(|p| p.map_or("no", Probes::name)).collect();
+            println!(
+                "WARNING: the runs of {} did not all use the same probes: their ready lines named {} probes.",
+                variant.label(),
+                names.join(", ")
+            );
+        }
+    }
+}
+
+/// The median over rounds of the first variant's paired ratio in `mode` over variant
+/// `other`'s in the same round, and how many rounds had both.
+fn versus_first(runs: &[Run], mode: Mode, other: usize) -> (f64, usize) {
+    let first = |round: usize| {
+        runs.iter()
+            .find(|r| r.mode == mode && r.variant == Some(0) && r.round == round)
+            .map(|r| r.sample.paired_ratio)
+    };
+    let per_round: Vec<f64> = runs
+        .iter()
+        .filter(|r| r.mode == mode && r.variant == Some(other))
+        .filter_map(|r| Some(first(r.round)? / r.sample.paired_ratio))
+        .collect();
+    let pairs = per_round.len();
+    (median(per_round), pairs)
 }
 
 fn ensure_bpftrace() -> bool {
@@ -484,125 +1046,12 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-fn print_table(bench: &Bench, modes: &[Mode], runs: &[Run], args: &BenchArgs, took: Duration) {
-    let baseline = bench.baseline.as_ref();
-    println!(
-        "\n{} rounds, {} signals per storm ({} under bpftrace); medians, and the median of each \
-         traced storm's ratio to the untraced storm run just before it; took {:.0?}",
-        args.rounds, args.signals, args.bpftrace_signals, took
-    );
-    if let Some(baseline) = baseline {
-        println!(
-            "baseline: {} = {} ({}); every round ran each sigtrace mode under both builds, \
-             in alternating order, each traced storm paired with its own untraced storm",
-            baseline.rev,
-            baseline.short_sha,
-            baseline.binary.display()
-        );
-    }
-    println!();
-    let mut headers = vec!["mode", "ns/signal", "ratio"];
-    if baseline.is_some() {
-        headers.push("vs baseline (same round)");
-    }
-    headers.extend([
-        "events (got/expected)",
-        "lost",
-        "ready ms",
-        "RSS storm",
-        "peak RSS",
-    ]);
-    let mut rows = Vec::new();
-    let mut versus = Vec::new();
-    for &mode in modes {
-        for &build in bench.builds(mode) {
-            let s: Vec<Sample> = runs
-                .iter()
-                .filter(|r| r.mode == mode && r.build == build)
-                .map(|r| r.sample)
-                .collect();
-            let ns = median(s.iter().map(|x| x.ns_per_signal).collect());
-            let ratio = median(s.iter().map(|x| x.paired_ratio).collect());
-            let events = median(s.iter().map(|x| x.events as f64).collect());
-            let expected = median(s.iter().map(|x| x.expected as f64).collect());
-            let lost: u64 = s.iter().map(|x| x.lost).sum();
-            let ready = median(s.iter().map(|x| x.ready_ms).collect());
-            let rss = s.iter().map(|x| x.rss_storm_kib).max().unwrap_or(0);
-            let hwm = s.iter().map(|x| x.hwm_kib).max().unwrap_or(0);
-            let dash = |shown: bool, v: String| if shown { v } else { "-".to_string() };
-            let traced = mode != Mode::Untraced;
-            let label = match (build, baseline) {
-                // Under the same mode's row.
-                (Build::Baseline, Some(baseline)) => format!("  ↳ baseline {}", baseline.short_sha),
-                _ => mode.label().to_string(),
-            };
-            let mut row = vec![label, format!("{ns:.0}"), format!("{ratio:.2}×")];
-            if baseline.is_some() {
-                let cell = match build {
-                    Build::Current if mode.is_sigtrace() => {
-                        let (value, pairs) = versus_baseline(runs, mode);
-                        versus.push((mode, value));
-                        format!("{value:.2}× (median of {pairs} paired)")
-                    }
-                    _ => "-".to_string(),
-                };
-                row.push(cell);
-            }
-            row.extend([
-                dash(traced, format!("{events:.0}/{expected:.0}")),
-                dash(traced, format!("{lost} (sum)")),
-                dash(mode.is_sigtrace(), format!("{ready:.0}")),
-                dash(mode.is_sigtrace(), mib(rss)),
-                dash(mode.is_sigtrace(), mib(hwm)),
-            ]);
-            rows.push(row);
-        }
-    }
-    print_markdown(&headers, &rows);
-    println!(
-        "\nexpected: the storm's generate + deliver records; the system-wide modes also count other processes' signals.\n\
-         lost: records the kernel could not reserve (sigtrace: its exact per-CPU counter; bpftrace: its 'Lost N events' lines)."
-    );
-    if let Some(baseline) = baseline {
-        println!(
-            "vs baseline (same round): in each round, this tree's paired ratio over the baseline's paired ratio; \
-             the median over the rounds. Below 1.00×, this tree costs less than {}.",
-            baseline.rev
-        );
-        if let Some((mode, worst)) = versus.iter().max_by(|a, b| a.1.total_cmp(&b.1)) {
-            println!(
-                "vs baseline {} ({}): the highest is {worst:.2}× ({}).",
-                baseline.rev,
-                baseline.short_sha,
-                mode.label()
-            );
-        }
-    }
-}
-
-/// The median over rounds of `mode`'s paired ratio under this tree's sigtrace over its
-/// paired ratio under the baseline's in the same round, and how many rounds had both.
-fn versus_baseline(runs: &[Run], mode: Mode) -> (f64, usize) {
-    let ratio = |build: Build, round: usize| {
-        runs.iter()
-            .find(|r| r.mode == mode && r.build == build && r.round == round)
-            .map(|r| r.sample.paired_ratio)
-    };
-    let per_round: Vec<f64> = runs
-        .iter()
-        .filter(|r| r.mode == mode && r.build == Build::Current)
-        .filter_map(|r| Some(r.sample.paired_ratio / ratio(Build::Baseline, r.round)?))
-        .collect();
-    let pairs = per_round.len();
-    (median(per_round), pairs)
-}
-
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
-/// A Markdown table: the first column left-aligned, the others right-aligned.
-fn print_markdown(headers: &[&str], rows: &[Vec<String>]) {
+/// A Markdown table: the first `left` columns left-aligned, the others right-aligned.
+fn print_markdown(headers: &[&str], left: usize, rows: &[Vec<String>]) {
     let widths: Vec<usize> = headers
         .iter()
         .enumerate()
@@ -620,7 +1069,7 @@ fn print_markdown(headers: &[&str], rows: &[Vec<String>]) {
             .zip(&widths)
             .enumerate()
             .map(|(i, (cell, &w))| {
-                if i == 0 {
+                if i < left {
                     format!(" {cell:<w$} ")
                 } else {
                     format!(" {cell:>w$} ")
@@ -630,7 +1079,18 @@ fn print_markdown(headers: &[&str], rows: &[Vec<String>]) {
         println!("|{}|", cells.join("|"));
     };
     line(headers);
-    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(w + 2)).collect();
+    // "---:" right-aligns a column where the Markdown is rendered.
+    let rule: Vec<String> = widths
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            if i < left {
+                "-".repeat(w + 2)
+            } else {
+                format!("{}:", "-".repeat(w + 1))
+            }
+        })
+        .collect();
     println!("|{}|", rule.join("|"));
     for row in rows {
         line(&row.iter().map(String::as_str).collect::<Vec<_>>());
@@ -677,17 +1137,18 @@ fn rss_sampler(pid: u32) -> (Arc<AtomicBool>, thread::JoinHandle<u64>) {
     (stop, handle)
 }
 
-fn run_mode(bench: &Bench, mode: Mode, build: Build, n: u64) -> anyhow::Result<Sample> {
-    match mode {
-        Mode::Untraced => Ok(Sample {
+fn run_mode(bench: &Bench, mode: Mode, variant: Option<usize>, n: u64) -> anyhow::Result<Sample> {
+    match (mode, variant) {
+        (Mode::Untraced, _) => Ok(Sample {
             ns_per_signal: storm(bench, n)?,
             paired_ratio: 1.0,
             ..Default::default()
         }),
-        Mode::Bpftrace => run_bpftrace(bench, n),
-        Mode::Text | Mode::Json | Mode::Filtered | Mode::NothingKept => {
-            run_sigtrace(bench, mode, build, n, false)
+        (Mode::Bpftrace, _) => run_bpftrace(bench, n),
+        (Mode::Text | Mode::Json | Mode::Filtered | Mode::NothingKept, Some(variant)) => {
+            Ok(run_sigtrace(bench, mode, variant, n, false, false)?.sample)
         }
+        (_, None) => bail!("{} needs a sigtrace", mode.label()),
     }
 }
 
@@ -696,18 +1157,28 @@ fn interrupt(child: &Child) {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
 }
 
+/// A sigtrace run: its sample and, when asked for, its program report.
+struct Traced {
+    sample: Sample,
+    programs: Option<anyhow::Result<Vec<programs::Program>>>,
+}
+
+/// One storm traced by `variant` in `mode`; with `cost`, under --cost; with `inspect`, its
+/// programs are read with bpftool after the storm, while they are loaded.
 fn run_sigtrace(
     bench: &Bench,
     mode: Mode,
-    build: Build,
+    variant: usize,
     n: u64,
     cost: bool,
-) -> anyhow::Result<Sample> {
-    let mut cmd = Command::new(bench.sigtrace(build));
+    inspect: bool,
+) -> anyhow::Result<Traced> {
+    let mut cmd = bench.variants[variant].command();
     if cost {
         cmd.arg("--cost");
     }
     cmd.args(mode.sigtrace_args(bench.unrelated()));
+    let since = SystemTime::now();
     let spawned = Instant::now();
     let mut child = cmd
         .stdout(Stdio::null())
@@ -717,17 +1188,23 @@ fn run_sigtrace(
         .context("spawn sigtrace")?;
     let mut stderr = BufReader::new(child.stderr.take().context("stderr")?);
     let mut line = String::new();
+    let mut said = String::new();
     loop {
         line.clear();
         if stderr.read_line(&mut line)? == 0 {
-            let _ = child.wait();
-            bail!("sigtrace ended before it was ready");
+            let status = child.wait()?;
+            bail!(
+                "sigtrace ended before it was ready ({status}): {}",
+                said.trim()
+            );
         }
         if line.contains("sigtrace: ready") {
             break;
         }
+        said.push_str(&line);
     }
     let ready_ms = spawned.elapsed().as_secs_f64() * 1e3;
+    let probes = probes_named(&line);
     let (stop, sampler) = rss_sampler(child.id());
     let ns = storm(bench, n);
     // Let it drain what the storm left in the ring before stopping it.
@@ -735,6 +1212,7 @@ fn run_sigtrace(
     stop.store(true, Ordering::Relaxed);
     let rss_storm_kib = sampler.join().unwrap_or(0);
     let hwm_kib = status_kib(child.id(), "VmHWM:");
+    let programs = inspect.then(|| programs::inspect(child.id(), since));
     interrupt(&child);
     let mut rest = String::new();
     stderr.read_to_string(&mut rest)?;
@@ -762,7 +1240,7 @@ fn run_sigtrace(
                 ns_per_run(list, "signal_deliver")?,
             ))
         });
-    Ok(Sample {
+    let sample = Sample {
         ns_per_signal: ns,
         events,
         expected: if matches!(mode, Mode::Filtered | Mode::NothingKept) {
@@ -775,8 +1253,10 @@ fn run_sigtrace(
         rss_storm_kib,
         hwm_kib,
         cost_ns,
+        probes,
         ..Default::default()
-    })
+    };
+    Ok(Traced { sample, programs })
 }
 
 /// "signal_generate 500003 runs, 1624 ns/run; signal_deliver ..." → 1624 for
@@ -868,7 +1348,12 @@ tracepoint:signal:signal_deliver { printf("%d %s deliver sig %d handler %lx\n", 
 
 #[cfg(test)]
 mod tests {
-    use super::{Mode, missing_flag, ns_per_run};
+    use std::process::Command;
+
+    use super::{
+        Mode, ProbeMode, ProbeModes, Probes, check_variant, missing_flag, ns_per_run,
+        parse_probe_modes, probes_named,
+    };
 
     #[test]
     fn reads_sigtraces_cost_line() {
@@ -877,6 +1362,11 @@ mod tests {
         assert_eq!(ns_per_run(list, "signal_deliver"), Some(557));
         assert_eq!(ns_per_run(list, "sys_exit"), None);
         assert_eq!(ns_per_run("signal_generate oops", "signal_generate"), None);
+        // Since the btf probes, the line names the probes first.
+        let list =
+            "btf probes; signal_generate 4 runs, 1500 ns/run; signal_deliver 2 runs, 400 ns/run";
+        assert_eq!(ns_per_run(list, "signal_generate"), Some(1500));
+        assert_eq!(ns_per_run(list, "signal_deliver"), Some(400));
     }
 
     #[test]
@@ -888,5 +1378,71 @@ mod tests {
             missing_flag(old),
             Some((Mode::Json, "--format".to_string()))
         );
+    }
+
+    #[test]
+    fn parses_probe_modes() {
+        use ProbeMode::{Auto, Btf, Raw};
+        let parse = |text| parse_probe_modes(text).map(|ProbeModes(modes)| modes);
+        assert_eq!(parse("auto"), Ok(vec![Auto]));
+        assert_eq!(parse("btf,raw"), Ok(vec![Btf, Raw]));
+        assert_eq!(parse("raw, auto ,BTF"), Ok(vec![Raw, Auto, Btf]));
+        assert!(parse("").is_err());
+        assert!(parse("btf,").is_err());
+        assert!(parse("raw,raw").is_err());
+        assert!(parse("kprobe").is_err());
+        assert_eq!(
+            Btf.sigtrace_args(),
+            ["--probe-mode".to_string(), "btf".to_string()]
+        );
+        assert!(Auto.sigtrace_args().is_empty());
+    }
+
+    #[test]
+    fn reads_the_probes_of_the_ready_line() {
+        assert_eq!(
+            probes_named("sigtrace: ready (pid 42, btf probes); stop with Ctrl-C\n"),
+            Some(Probes::Btf)
+        );
+        assert_eq!(
+            probes_named("sigtrace: ready (pid 42, raw probes); stop with Ctrl-C"),
+            Some(Probes::Raw)
+        );
+        assert_eq!(
+            probes_named("sigtrace: ready, raw tracepoints"),
+            Some(Probes::Raw)
+        );
+        // Before the btf probes, and a line that names both: none.
+        assert_eq!(
+            probes_named("sigtrace: ready (pid 42); stop with Ctrl-C"),
+            None
+        );
+        assert_eq!(probes_named("sigtrace: ready (btf, else raw)"), None);
+        // Words, not parts of words.
+        assert_eq!(probes_named("sigtrace: ready (pid 42, drawn)"), None);
+    }
+
+    #[test]
+    fn a_variant_that_cannot_start_says_why() {
+        let mut failing = Command::new("sh");
+        failing.args([
+            "-c",
+            "echo 'sigtrace: loading the programs' >&2; \
+             echo 'sigtrace: error: --probe-mode btf: BPF_PROG_TYPE_TRACING is not permitted; use --probe-mode raw' >&2; \
+             exit 1",
+        ]);
+        let reason = check_variant(&mut failing).unwrap().unwrap_err();
+        assert!(reason.contains("is not permitted"), "{reason}");
+        assert!(reason.contains("exit status: 1"), "{reason}");
+        let mut ready = Command::new("sh");
+        ready.args([
+            "-c",
+            "echo \"sigtrace: ready (pid $$, raw probes); stop with Ctrl-C\" >&2; exec sleep 30",
+        ]);
+        assert_eq!(check_variant(&mut ready).unwrap(), Ok(Some(Probes::Raw)));
+        let mut silent = Command::new("sh");
+        silent.args(["-c", "exit 3"]);
+        let reason = check_variant(&mut silent).unwrap().unwrap_err();
+        assert!(reason.contains("said nothing"), "{reason}");
     }
 }
