@@ -26,7 +26,8 @@ use sigtrace_common::{KSA_FLAGS, KSA_HANDLER, TaskIds};
 pub use task::{Task, window_ids};
 
 pub use crate::access::{
-    SignalWindow, TaskIdsView, TaskIdsWindow, TaskView, TaskWindow, TtyWindow, read, words,
+    ActionsWindow, SignalWindow, TaskIdsView, TaskIdsWindow, TaskView, TaskWindow, TtyWindow, read,
+    words,
 };
 
 /// enum pid_type

@@ -7,11 +7,13 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use sigtrace_common::{
-    COMM_LEN, Config, K_SIGACTION_SIZE, KEPT_GATE_BYTES, KEPT_GATE_ENTRIES, PID_SIDE_WORDS,
-    PendingKey, SigactionEvent, drop_reason,
+    COMM_LEN, Config, KEPT_GATE_BYTES, KEPT_GATE_ENTRIES, PID_SIDE_WORDS, PendingKey,
+    SigactionEvent, drop_reason,
 };
 
-use crate::kernel::{RegsWindow, SignalWindow, TaskIdsWindow, TaskWindow, TtyWindow};
+use crate::kernel::{
+    ActionsWindow, RegsWindow, SignalWindow, TaskIdsWindow, TaskWindow, TtyWindow,
+};
 
 /// Written by userspace at load time (EbpfLoader::set_global); read-only afterwards, so the
 /// verifier prunes the branches of filters that are off. Read through [`conf!`].
@@ -131,7 +133,7 @@ pub struct Scratch {
 /// sender's registers.
 #[repr(C)]
 pub struct Windows {
-    pub actions: Actions,
+    pub actions: ActionsWindow,
     pub signal: SignalWindow,
     pub regs: RegsWindow,
     pub tty: TtyWindow,
@@ -142,9 +144,6 @@ pub struct Windows {
     pub sender_id: u64,
     pub sender_stack: u64,
 }
-
-/// A sighand's 64 k_sigactions, as words.
-pub type Actions = [[u64; (K_SIGACTION_SIZE / 8) as usize]; 64];
 
 /// This CPU's scratch.
 #[inline(always)]

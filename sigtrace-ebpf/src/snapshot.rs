@@ -5,10 +5,7 @@
 use sigtrace_common::{Recipient, via};
 
 use crate::access;
-use crate::kernel::{
-    FLAGS_WORD, HANDLER_WORD, PIDTYPE_PGID, PIDTYPE_SID, PIDTYPE_TGID, Pid, Task, TaskIdsView,
-    TaskView,
-};
+use crate::kernel::{PIDTYPE_PGID, PIDTYPE_SID, PIDTYPE_TGID, Pid, Task, TaskIdsView, TaskView};
 use crate::maps::Windows;
 
 /// x86_64 syscall numbers whose registers tell how a signal was sent.
@@ -106,21 +103,9 @@ pub fn snapshot_recipient(
             out.tty_fg_pgid = if fg == pgid_pid { pgid } else { fg.global() };
         }
     }
-    let actions = &mut windows.actions;
-    if !sighand.read_actions(actions) {
+    let Some(actions) = sighand.actions_view(&mut windows.actions) else {
         return;
-    }
-    // Fixed layout (checked by the loader): the loop unrolls into constant-offset loads.
-    let mut caught = 0u64;
-    let mut ignored = 0u64;
-    for (i, action) in actions.iter().enumerate() {
-        let handler = action[HANDLER_WORD];
-        ignored |= u64::from(handler == 1) << i;
-        caught |= u64::from(handler > 1) << i;
-    }
-    out.caught = caught;
-    out.ignored = ignored;
-    let own = &actions[(sig as usize).wrapping_sub(1) & 63];
-    out.handler = own[HANDLER_WORD];
-    out.sa_flags = own[FLAGS_WORD];
+    };
+    (out.caught, out.ignored) = actions.caught_and_ignored();
+    (out.handler, out.sa_flags) = actions.own(sig);
 }

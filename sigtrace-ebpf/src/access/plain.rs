@@ -7,9 +7,9 @@
 //! pointer: those few reads go through `crate::kernel::probe`.
 
 use aya_ebpf::{helpers::bpf_get_current_task_btf, programs::BtfTracePointContext};
-use sigtrace_common::TTY_NAME_LEN;
+use sigtrace_common::{K_SIGACTION_SIZE, KSA_HANDLER, TTY_NAME_LEN};
 
-use crate::kernel::{Pid, Signal, Task, Tty};
+use crate::kernel::{FLAGS_WORD, HANDLER_WORD, Pid, Sighand, Signal, Task, Tty, probe};
 use crate::maps::{Windows, conf};
 
 /// What the programs receive.
@@ -26,6 +26,40 @@ macro_rules! hook {
     };
 }
 pub(crate) use hook;
+
+/// `$body` 64 times, with `$i` the constant 0, 1, ... 63 (a u64) in each copy.
+macro_rules! each_of_64 {
+    ($i:ident, $body:block) => {
+        each_of_64!(@16 $i, $body, 0);
+        each_of_64!(@16 $i, $body, 16);
+        each_of_64!(@16 $i, $body, 32);
+        each_of_64!(@16 $i, $body, 48);
+    };
+    (@16 $i:ident, $body:block, $base:expr) => {
+        each_of_64!(@4 $i, $body, $base);
+        each_of_64!(@4 $i, $body, $base + 4);
+        each_of_64!(@4 $i, $body, $base + 8);
+        each_of_64!(@4 $i, $body, $base + 12);
+    };
+    (@4 $i:ident, $body:block, $base:expr) => {
+        {
+            let $i: u64 = $base;
+            $body
+        }
+        {
+            let $i: u64 = $base + 1;
+            $body
+        }
+        {
+            let $i: u64 = $base + 2;
+            $body
+        }
+        {
+            let $i: u64 = $base + 3;
+            $body
+        }
+    };
+}
 
 /// Reads a `T` at `base + off` with a plain load; zero for a null `base`.
 #[inline(always)]
@@ -114,6 +148,56 @@ impl Signal {
     #[inline(always)]
     pub fn tty(self) -> Tty {
         Tty(read(self.0, conf!(offsets.signal_tty)))
+    }
+}
+
+/// A view of a sighand's actions: the sighand itself.
+pub type ActionsView<'a> = Sighand;
+pub type ActionsWindow = ();
+
+impl Sighand {
+    /// The sighand itself (None for a null one): each action is loaded where it is.
+    #[inline(always)]
+    pub fn actions_view(self, _window: &mut ActionsWindow) -> Option<ActionsView<'_>> {
+        (self.0 != 0).then_some(self)
+    }
+    /// The signals caught (a handler) and ignored (SIG_IGN), as masks (bit n-1: signal n):
+    /// 64 plain loads, unrolled so that each is at a constant offset, as a plain load's
+    /// must be.
+    #[inline(always)]
+    pub fn caught_and_ignored(self) -> (u64, u64) {
+        let first = self.0 + u64::from(conf!(offsets.sighand_action) + KSA_HANDLER);
+        // The masks go through volatile stack slots in each copy: otherwise the compiler
+        // keeps all 64 handlers live at once and overflows the BPF stack.
+        let mut caught = 0u64;
+        let mut ignored = 0u64;
+        each_of_64!(i, {
+            // SAFETY: a typed pointer (not null: see actions_view) at a constant offset in
+            // its `action` array: the verifier checks it, a fault reads as zero. The other
+            // two are our own locals.
+            unsafe {
+                let handler = core::ptr::read_volatile(
+                    (first + i * u64::from(K_SIGACTION_SIZE)) as *const u64,
+                );
+                let seen_ignored = core::ptr::read_volatile(&ignored);
+                core::ptr::write_volatile(
+                    &mut ignored,
+                    seen_ignored | u64::from(handler == 1) << i,
+                );
+                let seen_caught = core::ptr::read_volatile(&caught);
+                core::ptr::write_volatile(&mut caught, seen_caught | u64::from(handler > 1) << i);
+            }
+        });
+        (caught, ignored)
+    }
+    /// Handler and flags of `sig`'s action (1..=64): a variable offset, so through the
+    /// helper.
+    #[inline(always)]
+    pub fn own(self, sig: i32) -> (u64, u64) {
+        self.action(sig).map_or((0, 0), |action| {
+            let words: [u64; 2] = probe(action.0, 0);
+            (words[HANDLER_WORD], words[FLAGS_WORD])
+        })
     }
 }
 

@@ -6,13 +6,17 @@
 //! kernel with raw tracepoints (4.17).
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_task, bpf_probe_read_kernel},
+    helpers::{bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_kernel_buf},
     programs::RawTracePointContext,
 };
-use sigtrace_common::{COMM_LEN, SIGNAL_WINDOW, TASK_IDS_WINDOW, TASK_WINDOW, TTY_NAME_LEN};
+use sigtrace_common::{
+    COMM_LEN, K_SIGACTION_SIZE, SIGNAL_WINDOW, TASK_IDS_WINDOW, TASK_WINDOW, TTY_NAME_LEN,
+};
 
 pub use crate::kernel::probe as read;
-use crate::kernel::{Pid, Sighand, Signal, Task, Tty, at, load, task::Cred};
+use crate::kernel::{
+    FLAGS_WORD, HANDLER_WORD, Pid, Sighand, Signal, Task, Tty, at, load, task::Cred,
+};
 use crate::maps::{Windows, conf};
 
 /// What the programs receive.
@@ -110,6 +114,52 @@ impl Signal {
             conf!(offsets.signal_window_len),
         )
         .then_some(window)
+    }
+}
+
+impl Sighand {
+    /// All 64 actions in one read (2 KiB); None without a sighand or when unreadable.
+    #[inline(always)]
+    pub fn actions_view(self, window: &mut ActionsWindow) -> Option<ActionsView<'_>> {
+        let bytes = core::mem::size_of::<ActionsWindow>();
+        let copied = self.0 != 0
+            // SAFETY: reads into our own scratch; the source is checked by the helper.
+            && unsafe {
+                bpf_probe_read_kernel_buf(
+                    (self.0 + conf!(offsets.sighand_action) as u64) as *const u8,
+                    core::slice::from_raw_parts_mut(window.0.as_mut_ptr() as *mut u8, bytes),
+                )
+            }
+            .is_ok();
+        copied.then_some(window)
+    }
+}
+
+/// A view of a sighand's actions: the window copied by [`Sighand::actions_view`].
+pub type ActionsView<'a> = &'a ActionsWindow;
+
+/// A sighand's 64 k_sigactions, as words (fixed layout, checked by the loader).
+#[repr(transparent)]
+pub struct ActionsWindow([[u64; (K_SIGACTION_SIZE / 8) as usize]; 64]);
+
+impl ActionsWindow {
+    /// The signals caught (a handler) and ignored (SIG_IGN), as masks (bit n-1: signal n).
+    #[inline(always)]
+    pub fn caught_and_ignored(&self) -> (u64, u64) {
+        let mut caught = 0u64;
+        let mut ignored = 0u64;
+        for (i, action) in self.0.iter().enumerate() {
+            let handler = action[HANDLER_WORD];
+            ignored |= u64::from(handler == 1) << i;
+            caught |= u64::from(handler > 1) << i;
+        }
+        (caught, ignored)
+    }
+    /// Handler and flags of `sig`'s action (1..=64).
+    #[inline(always)]
+    pub fn own(&self, sig: i32) -> (u64, u64) {
+        let action = &self.0[(sig as usize).wrapping_sub(1) & 63];
+        (action[HANDLER_WORD], action[FLAGS_WORD])
     }
 }
 

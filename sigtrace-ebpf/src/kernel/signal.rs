@@ -1,11 +1,10 @@
 //! A process's signal state: its signal_struct, struct pids, sighand and k_sigactions, and
 //! the siginfo a signal carries.
 
-use aya_ebpf::helpers::bpf_probe_read_kernel_buf;
 use sigtrace_common::K_SIGACTION_SIZE;
 
 use super::{FLAGS_WORD, HANDLER_WORD, probe, read, words};
-use crate::maps::{Actions, conf};
+use crate::maps::conf;
 
 /// A `struct signal_struct *`: the process-wide signal state.
 #[derive(Clone, Copy)]
@@ -86,22 +85,8 @@ impl Sighand {
             self.0 + conf!(offsets.sighand_action) as u64 + index * K_SIGACTION_SIZE as u64,
         ))
     }
-    /// All 64 actions in one read; false without a sighand or when unreadable.
-    #[inline(always)]
-    pub fn read_actions(self, actions: &mut Actions) -> bool {
-        self.0 != 0
-            // SAFETY: reads into our own scratch; the source is checked by the helper.
-            && unsafe {
-                bpf_probe_read_kernel_buf(
-                    (self.0 + conf!(offsets.sighand_action) as u64) as *const u8,
-                    core::slice::from_raw_parts_mut(
-                        actions.as_mut_ptr() as *mut u8,
-                        core::mem::size_of::<Actions>(),
-                    ),
-                )
-            }
-            .is_ok()
-    }
+    // All 64 actions at once: `actions_view`, in `crate::access` (one read into a window,
+    // or plain loads).
 }
 
 /// A `struct k_sigaction *`: one the kernel passes, or one picked by signal number from a
