@@ -49,14 +49,7 @@ pub(crate) fn start(
     if std::env::var_os(env_logger::DEFAULT_FILTER_ENV).is_none() {
         builder.filter_level(level);
     }
-    builder.format(|out, record| {
-        writeln!(
-            out,
-            "sigtrace: kernel {}: {}",
-            record.level().as_str().to_ascii_lowercase(),
-            crate::escape::text(&record.args().to_string())
-        )
-    });
+    format_lines(&mut builder, "sigtrace: kernel ");
     EbpfLogger::init_with_logger(ebpf, builder.build()).map(Some)
 }
 
@@ -69,16 +62,21 @@ pub(crate) fn init_userspace(level: LevelFilter) {
             .filter_level(level.min(LevelFilter::Warn))
             .filter_module(env!("CARGO_CRATE_NAME"), level);
     }
-    builder.format(|out, record| {
+    format_lines(&mut builder, "sigtrace: ");
+    // Fails only when a logger is installed already.
+    let _ = builder.try_init();
+}
+
+/// Lines `PREFIXlevel: message`, escaped like every text output.
+fn format_lines(builder: &mut env_logger::Builder, prefix: &'static str) {
+    builder.format(move |out, record| {
         writeln!(
             out,
-            "sigtrace: {}: {}",
+            "{prefix}{}: {}",
             record.level().as_str().to_ascii_lowercase(),
             crate::escape::text(&record.args().to_string())
         )
     });
-    // Fails only when a logger is installed already.
-    let _ = builder.try_init();
 }
 
 fn filter_from_env() -> env_logger::Builder {

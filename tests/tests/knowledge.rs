@@ -104,10 +104,22 @@ fn spawn_bash(script: &str, blocked: &[nix_signal::Signal]) -> Owned {
 fn wait_until(spawned: &Owned, what: &str, ready: impl Fn(i32) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !ready(spawned.pid()) {
+        // A dead child reads as no traps at all: say so, with its state, rather than time out.
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", spawned.pid())).unwrap_or_default();
+        let state = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.get(..1))
+            .unwrap_or("?");
         assert!(
-            Instant::now() < deadline,
-            "child {} never got to: {what}",
-            spawned.pid()
+            Instant::now() < deadline && state != "Z",
+            "child {} never got to: {what} (its state: {state}, {:?})",
+            spawned.pid(),
+            std::fs::read_to_string(format!("/proc/{}/status", spawned.pid()))
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.starts_with("Sig") || l.starts_with("State"))
+                .collect::<Vec<_>>()
         );
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -544,16 +544,24 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts `cmd` (a sigtrace) and waits for its ready line: Ok(the probes it names), then
-/// stops it; or, when it ends before it is ready, Err(why, from its last lines on stderr).
-fn check_variant(cmd: &mut Command) -> anyhow::Result<Result<Option<Probes>, String>> {
+/// Starts `cmd` (a sigtrace) with no stdin or stdout, and its stderr to read.
+fn spawn_quiet_sigtrace(
+    cmd: &mut Command,
+) -> anyhow::Result<(Child, BufReader<std::process::ChildStderr>)> {
     let mut child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .stdin(Stdio::null())
         .spawn()
         .context("spawn sigtrace")?;
-    let mut stderr = BufReader::new(child.stderr.take().context("stderr")?);
+    let stderr = BufReader::new(child.stderr.take().context("stderr")?);
+    Ok((child, stderr))
+}
+
+/// Starts `cmd` (a sigtrace) and waits for its ready line: Ok(the probes it names), then
+/// stops it; or, when it ends before it is ready, Err(why, from its last lines on stderr).
+fn check_variant(cmd: &mut Command) -> anyhow::Result<Result<Option<Probes>, String>> {
+    let (mut child, mut stderr) = spawn_quiet_sigtrace(cmd)?;
     let mut said: Vec<String> = Vec::new();
     let mut line = String::new();
     loop {
@@ -1180,13 +1188,7 @@ fn run_sigtrace(
     cmd.args(mode.sigtrace_args(bench.unrelated()));
     let since = SystemTime::now();
     let spawned = Instant::now();
-    let mut child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .stdin(Stdio::null())
-        .spawn()
-        .context("spawn sigtrace")?;
-    let mut stderr = BufReader::new(child.stderr.take().context("stderr")?);
+    let (mut child, mut stderr) = spawn_quiet_sigtrace(&mut cmd)?;
     let mut line = String::new();
     let mut said = String::new();
     loop {
