@@ -78,10 +78,21 @@ fn spawn_bash(script: &str, blocked: &[nix_signal::Signal]) -> Owned {
     for signal in blocked {
         mask.add(*signal);
     }
-    // SAFETY: between fork and exec the closure only calls sigprocmask, which is
-    // async-signal-safe, and allocates nothing.
+    // SAFETY: between fork and exec the closure only calls sigaction and sigprocmask, which
+    // are async-signal-safe, and allocates nothing.
     unsafe {
         command.pre_exec(move || {
+            // bash cannot trap a signal ignored on entry, and a test run started in the
+            // background of a non-interactive shell inherits SIGINT and SIGQUIT ignored.
+            for signal in nix_signal::Signal::iterator() {
+                if !matches!(
+                    signal,
+                    nix_signal::Signal::SIGKILL | nix_signal::Signal::SIGSTOP
+                ) {
+                    nix_signal::signal(signal, nix_signal::SigHandler::SigDfl)
+                        .map_err(std::io::Error::from)?;
+                }
+            }
             nix_signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
                 .map_err(std::io::Error::from)
         });
