@@ -86,6 +86,8 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
         );
     }
     let sigtrace = sigtrace_debug_binary()?;
+    // What sigtrace picks by itself here: the host's first run is in it, the others not.
+    let auto = auto_probe_mode(&sigtrace);
     let mut rows = Vec::new();
     eprintln!("xtask test: cargo test (host: unit and end-to-end tests)");
     let started = Instant::now();
@@ -97,14 +99,14 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
         place: format!(
             "host ({}) {}",
             host_release(),
-            auto_probe_mode(&sigtrace).map_or("auto".to_owned(), |mode| format!("auto: {mode}"))
+            auto.as_deref()
+                .map_or("auto".to_owned(), |mode| format!("auto: {mode}"))
         ),
         tally,
         outcome: if ok { Ok(()) } else { Err("failed".into()) },
         time: started.elapsed(),
         boot: None,
     });
-    let auto = auto_probe_mode(&sigtrace);
     let suite = end_to_end_binary()?;
     for mode in args
         .probe_modes
