@@ -127,10 +127,31 @@ pub struct GenerateEvent {
     pub si_uid: u32,
     /// 1 when the kernel passed SEND_SIG_PRIV or SEND_SIG_NOINFO instead of a siginfo.
     pub info_kind: u32,
-    pub _pad: u32,
+    /// [`sender`] bits: whether `sender` really sent it (see there).
+    pub sender_flags: u32,
+    /// Cgroup v2 ids (kernfs node ids: the inode of the cgroup's directory) of the sender's
+    /// and the target's default-hierarchy cgroup; 0 when unknown (an interrupt has no
+    /// sender's cgroup).
+    pub sender_cgroup: u64,
+    pub target_cgroup: u64,
     pub recipient: Recipient,
 }
-const _: () = assert!(size_of::<GenerateEvent>() == 224);
+const _: () = assert!(size_of::<GenerateEvent>() == 240);
+
+/// [`GenerateEvent::sender_flags`]: when the signal was raised by an interrupt (a timer's,
+/// or a softirq run at its end), `current` is only the task that interrupt happened to
+/// stop, not a sender.
+pub mod sender {
+    /// Raised off the task's kernel stack: in an interrupt (hardirq or softirq; x86_64 runs
+    /// both on the per-CPU irq stack). The sender fields name the interrupted task.
+    pub const INTERRUPT: u32 = 1 << 0;
+    /// `current` is a kernel thread (a kworker, ksoftirqd, a PREEMPT_RT timer thread...).
+    pub const KTHREAD: u32 = 1 << 1;
+    /// An interval timer's signal (SIGALRM, SIGVTALRM, SIGPROF, SIGXCPU without siginfo):
+    /// raised by the timer's interrupt, or by the tick, whatever the stack (an interrupt
+    /// of user code runs on the task's own stack).
+    pub const TIMER: u32 = 1 << 2;
+}
 
 /// signal_deliver(int sig, struct kernel_siginfo *info, struct k_sigaction *ka) — fires in
 /// the recipient when it dequeues the signal to act on it.
@@ -148,9 +169,30 @@ pub struct DeliverEvent {
     pub handler: u64,
     pub sa_flags: u64,
     pub blocked: u64,
-    pub _pad: [u32; 2],
+    /// The syscall the recipient was in when the signal came (its saved user registers:
+    /// orig_ax), -1 when none (an interrupt's return to user mode).
+    pub syscall_nr: i32,
+    /// Which syscall table `syscall_nr` indexes: [`abi`].
+    pub abi: u32,
+    /// The syscall's return value so far (ax): one of the kernel's -ERESTART* codes when
+    /// the signal interrupted it, -EINTR when it gave up by itself.
+    pub syscall_ret: i64,
+    /// The recipient's cgroup v2 id (see [`GenerateEvent::sender_cgroup`]).
+    pub cgroup: u64,
 }
-const _: () = assert!(size_of::<DeliverEvent>() == 96);
+const _: () = assert!(size_of::<DeliverEvent>() == 112);
+
+/// [`DeliverEvent::abi`], from the user code segment the registers were saved with.
+pub mod abi {
+    pub const UNKNOWN: u32 = 0;
+    /// x86_64's own syscall table.
+    pub const X86_64: u32 = 1;
+    /// A 32-bit (compat) process: i386's table.
+    pub const I386: u32 = 2;
+    /// x86_64's user code segments (__USER_CS, __USER32_CS).
+    pub const USER_CS: u64 = 0x33;
+    pub const USER32_CS: u64 = 0x23;
+}
 
 /// sched_process_exit(struct task_struct *p, ...) for the last thread of a group.
 #[repr(C)]
@@ -294,13 +336,21 @@ pub mod flag {
     pub const FOLLOW_FORKS: u32 = 1 << 8;
     /// Report rt_sigaction changes of processes that pass the filters.
     pub const SIGACTION: u32 = 1 << 9;
+    /// --cgroup: the sender or the target must be in `Config::cgroup_id` or below it.
+    pub const CGROUP_FILTER: u32 = 1 << 11;
     /// Without a filter that needs generations: report every process's exit, not only
     /// those of processes some kept generation targeted (--all-exits).
     pub const ALL_EXITS: u32 = 1 << 10;
     /// Filters a delivery cannot judge by itself (it carries no sender): with any of them,
     /// deliveries pass only for generations that were kept.
-    pub const NEEDS_GENERATION: u32 =
-        PID_FILTER | TID_FILTER | PGRP_FILTER | COMM_FILTER | UID_FILTER | KERNEL_ONLY | USER_ONLY;
+    pub const NEEDS_GENERATION: u32 = PID_FILTER
+        | TID_FILTER
+        | PGRP_FILTER
+        | COMM_FILTER
+        | UID_FILTER
+        | KERNEL_ONLY
+        | USER_ONLY
+        | CGROUP_FILTER;
 }
 
 /// Which side a PID_SIDES/FOLLOWED/TIDS/PGRPS/COMMS entry applies to.
@@ -375,8 +425,27 @@ pub struct Offsets {
     /// `[start, start + len)` of pt_regs covers dx, si, di and orig_ax.
     pub regs_window_start: u32,
     pub regs_window_len: u32,
+    /// pt_regs->ax (a syscall's return value) and ->cs (the user code segment: 64- or
+    /// 32-bit), read at delivery.
+    pub regs_ax: u32,
+    pub regs_cs: u32,
+    /// The size of a task's kernel stack (THREAD_SIZE).
+    pub thread_size: u32,
+    /// task->flags (PF_KTHREAD).
+    pub task_flags: u32,
+    /// task->cgroups (css_set) → dfl_cgrp (cgroup) → kn (kernfs_node) → id: a task's
+    /// cgroup v2 id.
+    pub task_cgroups: u32,
+    pub css_set_dfl_cgrp: u32,
+    pub cgroup_kn: u32,
+    pub kernfs_node_id: u32,
+    /// cgroup->level, and cgroup->ancestors[] (6.0+: pointers) or ->ancestor_ids[] (ids):
+    /// `cgroup_ancestor_ids` is 1 for the latter.
+    pub cgroup_level: u32,
+    pub cgroup_ancestors: u32,
+    pub cgroup_ancestor_ids: u32,
 }
-const _: () = assert!(size_of::<Offsets>() == 176);
+const _: () = assert!(size_of::<Offsets>() == 220);
 
 /// Capacities of the programs' per-CPU scratch windows; a kernel whose windows do not fit
 /// is refused at load time.
@@ -402,6 +471,9 @@ pub const fn pid_side_slot(tgid: u32) -> (u32, u32) {
     (tgid / per_word, (tgid % per_word) * PID_SIDE_BITS)
 }
 
+/// task->flags: a kernel thread (include/linux/sched.h).
+pub const PF_KTHREAD: u32 = 0x0020_0000;
+
 /// x86_64's k_sigaction (uapi struct sigaction: handler, flags, restorer, mask), which the
 /// programs index at fixed offsets; the loader checks the kernel's BTF agrees.
 pub const K_SIGACTION_SIZE: u32 = 32;
@@ -425,11 +497,14 @@ pub struct Config {
     /// Rare records (exit, fork, sigaction) wake userspace only when this many bytes are
     /// waiting in the ring.
     pub wakeup_bytes: u32,
+    /// --cgroup: the level (depth, root 0) and the id of the cgroup whose subtree passes.
+    pub cgroup_level: u32,
+    pub cgroup_id: u64,
     pub offsets: Offsets,
     /// Explicit, so the whole struct is initialized bytes (it is copied in as a global).
     pub _pad: u32,
 }
-const _: () = assert!(size_of::<Config>() == 208);
+const _: () = assert!(size_of::<Config>() == 264);
 // No implicit padding (it would be uninitialized bytes in the copied global): with an odd
 // number of offsets, `_pad` must go; with an even number, it must be there.
 const _: () = assert!(
@@ -447,6 +522,8 @@ impl Config {
         self_tgid: 0,
         wakeup_records: 0,
         wakeup_bytes: 0,
+        cgroup_level: 0,
+        cgroup_id: 0,
         // SAFETY: Offsets is #[repr(C)] u32s only, for which all-zero bytes are valid; zeroed
         // here so that adding an offset does not mean listing it again.
         offsets: unsafe { core::mem::zeroed() },

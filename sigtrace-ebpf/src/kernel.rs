@@ -12,14 +12,16 @@
 //! both, for addresses a plain load may not take: one computed with a variable or a
 //! negative offset, or read from a `void *`.
 
+mod cgroup;
 mod regs;
 mod signal;
 pub mod task;
 
 use aya_ebpf::helpers::{
-    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_probe_read_kernel,
-    bpf_probe_read_kernel_buf,
+    bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+    bpf_get_current_uid_gid, bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
 };
+pub use cgroup::Cgroup;
 pub use regs::{Regs, RegsWindow, Tty};
 pub use signal::{KSigaction, Pid, Sighand, Siginfo, Signal};
 use sigtrace_common::{KSA_FLAGS, KSA_HANDLER, TaskIds};
@@ -70,6 +72,13 @@ pub(crate) fn at<T: Copy + Default>(window: &[u8], start: u32, off: u32) -> T {
     }
     // SAFETY: bounds checked above; any bit pattern is a valid integer.
     unsafe { core::ptr::read_unaligned(window.as_ptr().add(rel) as *const T) }
+}
+
+/// The current task's cgroup v2 id (what [`Cgroup::id`] reads, through one helper).
+#[inline(always)]
+pub fn current_cgroup_id() -> u64 {
+    // SAFETY: a helper without arguments.
+    unsafe { bpf_get_current_cgroup_id() }
 }
 
 /// The current task's ids, from helpers (no struct read).

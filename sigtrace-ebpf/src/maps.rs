@@ -143,6 +143,8 @@ pub struct Windows {
     pub sender_task: u64,
     pub sender_id: u64,
     pub sender_stack: u64,
+    /// Where `Task::on_own_stack` turns an address into a number.
+    pub stack_probe: u64,
 }
 
 /// This CPU's scratch.

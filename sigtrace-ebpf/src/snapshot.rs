@@ -4,8 +4,9 @@
 
 use sigtrace_common::{Recipient, via};
 
-use crate::access;
-use crate::kernel::{PIDTYPE_PGID, PIDTYPE_SID, PIDTYPE_TGID, Pid, Task, TaskIdsView, TaskView};
+use crate::kernel::{
+    PIDTYPE_PGID, PIDTYPE_SID, PIDTYPE_TGID, Pid, RegsWindow, Task, TaskIdsView, TaskView,
+};
 use crate::maps::Windows;
 
 /// x86_64 syscall numbers whose registers tell how a signal was sent.
@@ -16,14 +17,13 @@ const NR_RT_SIGQUEUEINFO: u64 = 129;
 const NR_RT_TGSIGQUEUEINFO: u64 = 297;
 const NR_PIDFD_SEND_SIGNAL: u64 = 424;
 
-/// The current syscall and its first argument, from the sender's saved user registers:
+/// The current syscall and its first argument, from the sender's saved user registers
+/// (behind its kernel stack `stack`):
 /// tells kill(-pgid) from kill(pid), and both from kernel-originated signals. Only a syscall
 /// that sends this very signal counts: a process dying inside kill(2) sends its parent a
 /// SIGCHLD from the same syscall.
 #[inline(always)]
-pub fn sender_syscall(windows: &mut Windows, pid_tgid: u64, sig: i32) -> (u32, i64) {
-    let stack = access::current_stack(windows, pid_tgid);
-    let regs = &mut windows.regs;
+pub fn sender_syscall(stack: u64, regs: &mut RegsWindow, sig: i32) -> (u32, i64) {
     if !Task::load_user_regs(stack, regs) {
         return (via::OTHER, 0);
     }

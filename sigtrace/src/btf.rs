@@ -368,6 +368,8 @@ fn with_windows(mut o: Offsets) -> Result<Offsets, BtfError> {
         (o.regs_di, 8),
         (o.regs_si, 8),
         (o.regs_dx, 8),
+        (o.regs_ax, 8),
+        (o.regs_cs, 8),
     ]);
     for (what, len, cap) in [
         ("task_struct (ids)", o.task_ids_window_len, TASK_IDS_WINDOW),
@@ -392,6 +394,10 @@ pub(crate) fn resolve_offsets(btf: &Btf) -> Result<Offsets, BtfError> {
     let pt_regs_size = btf.size_of(btf.struct_id("pt_regs")?)?;
     let k_sigaction_size = btf.size_of(btf.struct_id("k_sigaction")?)?;
     let sa = btf.offset_of("k_sigaction", "sa")?;
+    let cgroup_ancestors = match btf.offset_of("cgroup", "ancestors") {
+        Ok(off) => (off, 0),
+        Err(_) => (btf.offset_of("cgroup", "ancestor_ids")?, 1),
+    };
     let offsets = Offsets {
         task_pid: task("pid")?,
         task_tgid: task("tgid")?,
@@ -442,6 +448,18 @@ pub(crate) fn resolve_offsets(btf: &Btf) -> Result<Offsets, BtfError> {
         signal_window_len: 0,
         regs_window_start: 0,
         regs_window_len: 0,
+        regs_ax: regs("ax")?,
+        regs_cs: regs("cs")?,
+        thread_size: thread_size(btf),
+        task_flags: task("flags")?,
+        task_cgroups: task("cgroups")?,
+        css_set_dfl_cgrp: btf.offset_of("css_set", "dfl_cgrp")?,
+        cgroup_kn: btf.offset_of("cgroup", "kn")?,
+        kernfs_node_id: btf.offset_of("kernfs_node", "id")?,
+        cgroup_level: btf.offset_of("cgroup", "level")?,
+        // ancestor_ids[] became ancestors[] in 6.0.
+        cgroup_ancestors: cgroup_ancestors.0,
+        cgroup_ancestor_ids: cgroup_ancestors.1,
     };
     let offsets = with_windows(offsets)?;
     check_sigaction_layout(k_sigaction_size, offsets.ksa_handler, offsets.ksa_flags)?;

@@ -184,6 +184,39 @@ pub struct GenerateReport {
     /// Earlier generations of the same standard signal this one proves gone without a
     /// delivery (it was queued, so they no longer were): consumed or flushed.
     pub consumed: Vec<u64>,
+    /// The sender's (None without a sending task) and the target's cgroup.
+    pub sender_cgroup: Option<CgroupName>,
+    pub target_cgroup: Option<CgroupName>,
+}
+
+/// A cgroup as the sinks print it: the kernel's id, and what enrichment resolved it to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupName {
+    pub id: u64,
+    pub resolved: Option<std::sync::Arc<ResolvedCgroup>>,
+}
+
+impl CgroupName {
+    /// The cgroup of id `id` (0: none known), not resolved yet.
+    pub fn of(id: u64) -> Option<CgroupName> {
+        (id != 0).then_some(CgroupName { id, resolved: None })
+    }
+}
+
+/// A cgroup's path in the v2 hierarchy and what runs there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedCgroup {
+    /// As in /proc/PID/cgroup (lossy where the name is not UTF-8; escaped when printed).
+    pub path: String,
+    pub unit: Option<String>,
+    pub container: Option<ContainerName>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerName {
+    pub runtime: &'static str,
+    pub id: String,
+    pub pod_uid: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,6 +243,7 @@ pub struct DeliverReport {
     /// The generation this delivery dequeued, and the time since it.
     pub generation: Option<(u64, u64)>,
     pub fanout: Option<u64>,
+    pub cgroup: Option<CgroupName>,
 }
 
 #[derive(Debug, Clone)]
@@ -487,6 +521,8 @@ impl Correlator {
             fanout,
             outcome,
             consumed,
+            sender_cgroup: CgroupName::of(e.sender_cgroup),
+            target_cgroup: CgroupName::of(e.target_cgroup),
         }));
     }
 
@@ -578,6 +614,7 @@ impl Correlator {
             cause,
             generation,
             fanout,
+            cgroup: CgroupName::of(e.cgroup),
         }));
     }
 

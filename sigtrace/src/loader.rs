@@ -146,6 +146,8 @@ pub struct KernelFilter {
     pub pid_filter: bool,
     /// Every exit, not only those of signalled processes (--all-exits).
     pub all_exits: bool,
+    /// --cgroup: (level, id) of the cgroup v2 subtree a sender or target must be in.
+    pub cgroup: Option<(u32, u64)>,
 }
 
 impl KernelFilter {
@@ -174,6 +176,7 @@ impl KernelFilter {
         set(self.follow_forks, flag::FOLLOW_FORKS);
         set(self.sigaction, flag::SIGACTION);
         set(self.all_exits, flag::ALL_EXITS);
+        set(self.cgroup.is_some(), flag::CGROUP_FILTER);
         flags
     }
 }
@@ -569,6 +572,8 @@ pub(crate) fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probe
         // ~160 bytes; each CPU counts its own); it also polls on a timer.
         wakeup_records: (options.ring_bytes / 8 / 160 / possible_cpus()).max(1),
         wakeup_bytes: options.ring_bytes / 8,
+        cgroup_level: filter.cgroup.map_or(0, |(level, _)| level),
+        cgroup_id: filter.cgroup.map_or(0, |(_, id)| id),
         offsets,
         _pad: 0,
     };

@@ -35,7 +35,8 @@ impl Regs {
     }
 }
 
-/// A task's saved user registers (dx, si, di, orig_ax), copied by [`Task::load_user_regs`].
+/// A task's saved user registers (ax, dx, si, di, orig_ax, cs), copied by
+/// [`Task::load_user_regs`].
 #[repr(transparent)]
 pub struct RegsWindow(pub(super) [u8; REGS_WINDOW]);
 
@@ -59,5 +60,15 @@ impl RegsWindow {
     #[inline(always)]
     pub fn dx(&self) -> u64 {
         self.field(conf!(offsets.regs_dx))
+    }
+    /// The syscall's return value so far.
+    #[inline(always)]
+    pub fn ax(&self) -> u64 {
+        self.field(conf!(offsets.regs_ax))
+    }
+    /// The user code segment: 64- or 32-bit code.
+    #[inline(always)]
+    pub fn cs(&self) -> u64 {
+        self.field(conf!(offsets.regs_cs))
     }
 }

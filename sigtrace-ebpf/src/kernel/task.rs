@@ -3,7 +3,7 @@
 
 use sigtrace_common::{COMM_LEN, TaskIds};
 
-use super::{RegsWindow, Sighand, Signal, TaskIdsView, TaskView, load, probe, read};
+use super::{Cgroup, RegsWindow, Sighand, Signal, TaskIdsView, TaskView, load, probe, read};
 use crate::{access, maps::conf};
 
 /// A `struct task_struct *`.
@@ -43,6 +43,25 @@ impl Task {
     #[inline(always)]
     pub fn sighand(self) -> Sighand {
         Sighand(read(self.0, conf!(offsets.task_sighand)))
+    }
+    /// task->flags (PF_*).
+    #[inline(always)]
+    pub fn flags(self) -> u32 {
+        read(self.0, conf!(offsets.task_flags))
+    }
+    /// Its cgroup in the default (v2) hierarchy: task->cgroups->dfl_cgrp.
+    #[inline(always)]
+    pub fn cgroup(self) -> Cgroup {
+        let css_set: u64 = read(self.0, conf!(offsets.task_cgroups));
+        Cgroup(read(css_set, conf!(offsets.css_set_dfl_cgrp)))
+    }
+    /// Whether the program runs on this task's kernel stack, i.e. not in an interrupt
+    /// (x86_64 runs hardirqs, and the softirqs run at their end, on a per-CPU irq stack,
+    /// with `current` the task they interrupted). `stack` is [`Task::stack`]; `slot` is
+    /// scratch memory.
+    #[inline(always)]
+    pub fn on_own_stack(stack: u64, slot: &mut u64) -> bool {
+        stack_address(slot).wrapping_sub(stack) < u64::from(conf!(offsets.thread_size))
     }
     #[inline(always)]
     pub fn exit_code(self) -> i32 {
@@ -106,5 +125,20 @@ impl Cred {
     #[inline(always)]
     pub fn uid(self) -> u32 {
         read(self.0, conf!(offsets.cred_uid))
+    }
+}
+
+/// An address on the stack this code runs on. A BPF-to-BPF call of its own, with a small
+/// frame: since 6.13 a program whose frame is 64 bytes or more runs on a per-CPU private
+/// stack, a function with a smaller one on the real kernel stack. The address goes through
+/// `slot` (a map value) to come back as a number the verifier lets us compare; storing it
+/// needs CAP_PERFMON, which tracing needs anyway.
+#[inline(never)]
+fn stack_address(slot: &mut u64) -> u64 {
+    let marker = 0u64;
+    // SAFETY: `slot` is a valid reference; the marker's address is only compared.
+    unsafe {
+        core::ptr::write_volatile(slot, core::ptr::addr_of!(marker) as u64);
+        core::ptr::read_volatile(slot)
     }
 }

@@ -3,13 +3,13 @@
 
 use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_get_current_uid_gid};
 use aya_log_ebpf::debug;
-use sigtrace_common::{DeliverEvent, drop_reason, flag, side};
+use sigtrace_common::{DeliverEvent, abi, drop_reason, flag, side};
 
 use super::Outcome;
-use crate::access::{Ctx, hook};
+use crate::access::{self, Ctx, hook};
 use crate::emit::{Wakeup, emit};
 use crate::filters::{filtered, open_kept_gate, pid_side, take_deliverable, wanted_signal};
-use crate::kernel::{KSigaction, Siginfo, Task};
+use crate::kernel::{KSigaction, Siginfo, Task, current_cgroup_id};
 use crate::maps::{Scratch, conf, scratch};
 
 const SIGKILL: i32 = 9;
@@ -76,11 +76,27 @@ fn try_signal_deliver(ctx: &Ctx) -> Outcome {
     // calls, not bytes copied, are what costs here).
     let Scratch {
         target,
+        windows,
         since_wakeup,
         ..
     } = scratch;
     let Some(task) = Task::current().view(target) else {
         return Err(drop_reason::READ_FAILED);
+    };
+    // The syscall the signal lands in, and how far it got: its return value is still the
+    // kernel's -ERESTART* code here, before the arch code turns it into EINTR or a restart.
+    let stack = access::current_stack(windows, pid_tgid);
+    let regs = &mut windows.regs;
+    let (syscall_nr, syscall_ret, user_abi) = if Task::load_user_regs(stack, regs) {
+        // Low 16 bits: FRED kernels keep more state in the word.
+        let user_abi = match regs.cs() & 0xffff {
+            abi::USER_CS => abi::X86_64,
+            abi::USER32_CS => abi::I386,
+            _ => abi::UNKNOWN,
+        };
+        (regs.orig_ax() as i32, regs.ax() as i64, user_abi)
+    } else {
+        (-1, 0, abi::UNKNOWN)
     };
     emit(Wakeup::Batch(since_wakeup), |event: &mut DeliverEvent| {
         event.task.tgid = tgid;
@@ -96,6 +112,10 @@ fn try_signal_deliver(ctx: &Ctx) -> Outcome {
         // k_sigaction's handler and flags, in one read (fixed layout, checked by the loader).
         (event.handler, event.sa_flags) = ka.handler_and_flags();
         event.blocked = task.blocked();
+        event.syscall_nr = syscall_nr;
+        event.syscall_ret = syscall_ret;
+        event.abi = user_abi;
+        event.cgroup = current_cgroup_id();
     });
     Ok(())
 }

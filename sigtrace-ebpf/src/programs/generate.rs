@@ -4,22 +4,27 @@
 
 use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid};
 use sigtrace_common::{
-    COMM_LEN, GenerateEvent, carries_sender, drop_reason, flag, kernel_origin, result, si, side,
+    COMM_LEN, GenerateEvent, PF_KTHREAD, carries_sender, drop_reason, flag, kernel_origin, result,
+    sender, si, side,
 };
 
 use super::Outcome;
-use crate::access::{Ctx, hook};
+use crate::access::{self, Ctx, hook};
 use crate::emit::{Wakeup, emit};
 use crate::filters::{
     comm_side, filtered, open_kept_gate, pid_side, remember_kept, side_of, wanted_signal,
 };
-use crate::kernel::{PIDTYPE_PGID, Siginfo, Task, window_ids};
+use crate::kernel::{PIDTYPE_PGID, Siginfo, Task, current_cgroup_id, window_ids};
 use crate::maps::{PGRPS, Scratch, TIDS, conf, scratch};
 use crate::snapshot::{sender_syscall, snapshot_recipient};
 
 /// info arguments that are not pointers (include/linux/sched/signal.h).
 const SEND_SIG_NOINFO: u64 = 0;
 const SEND_SIG_PRIV: u64 = 1;
+const SIGALRM: i32 = 14;
+const SIGXCPU: i32 = 24;
+const SIGVTALRM: i32 = 26;
+const SIGPROF: i32 = 27;
 
 // signal_generate(int sig, struct kernel_siginfo *info, struct task_struct *task,
 //                 int group, int result)
@@ -55,23 +60,35 @@ fn try_signal_generate(ctx: &Ctx) -> Outcome {
     if target_tgid == self_tgid {
         return Ok(());
     }
+    // Raised by an interrupt, the signal has no sending task: `current` is whatever that
+    // interrupt stopped, so it matches no sender-side filter. An interrupt of kernel code
+    // runs on the irq stack; one of user code runs on the task's own stack, where only
+    // the signal tells: an interval timer's expiry (ITIMER_*, RLIMIT_CPU) sends without
+    // siginfo.
+    let sender_stack = access::current_stack(windows, pid_tgid);
+    let interrupt = !Task::on_own_stack(sender_stack, &mut windows.stack_probe);
+    let timer = info == SEND_SIG_PRIV && matches!(sig, SIGALRM | SIGVTALRM | SIGPROF | SIGXCPU);
+    let no_sender = interrupt || timer;
+    let sender_is = |matched: u8| !no_sender && matched & side::SENDER != 0;
     // A timer or another interrupt can raise a signal while sigtrace happens to be current:
     // only what sigtrace itself sends (through a syscall, so not of kernel origin) is ours
     // to hide. Judged once the siginfo is read, below.
     let maybe_own = sender_tgid == self_tgid;
     if flags & flag::PID_FILTER != 0
-        && pid_side(sender_tgid) & side::SENDER == 0
+        && !sender_is(pid_side(sender_tgid))
         && pid_side(target_tgid) & side::TARGET == 0
     {
         return Ok(());
     }
     // Filters that need no siginfo first: a rejected signal costs no read of it.
-    if flags & flag::UID_FILTER != 0 && bpf_get_current_uid_gid() as u32 != conf!(uid) {
+    if flags & flag::UID_FILTER != 0
+        && (no_sender || bpf_get_current_uid_gid() as u32 != conf!(uid))
+    {
         return Ok(());
     }
     if flags & flag::TID_FILTER != 0 {
         let target_tid = target_ids.pid();
-        if side_of(&TIDS, pid_tgid as u32) & side::SENDER == 0
+        if !sender_is(side_of(&TIDS, pid_tgid as u32))
             && side_of(&TIDS, target_tid) & side::TARGET == 0
         {
             return Ok(());
@@ -80,7 +97,7 @@ fn try_signal_generate(ctx: &Ctx) -> Outcome {
     if flags & flag::PGRP_FILTER != 0 {
         let sender_pgid = Task::current().signal().pid(PIDTYPE_PGID).global();
         let target_pgid = task.signal().pid(PIDTYPE_PGID).global();
-        if side_of(&PGRPS, sender_pgid) & side::SENDER == 0
+        if !sender_is(side_of(&PGRPS, sender_pgid))
             && side_of(&PGRPS, target_pgid) & side::TARGET == 0
         {
             return Ok(());
@@ -89,8 +106,14 @@ fn try_signal_generate(ctx: &Ctx) -> Outcome {
     if flags & flag::COMM_FILTER != 0 {
         let target_comm: [u8; COMM_LEN] = task.comm();
         let sender_comm = bpf_get_current_comm().unwrap_or_default();
-        if comm_side(&sender_comm) & side::SENDER == 0
-            && comm_side(&target_comm) & side::TARGET == 0
+        if !sender_is(comm_side(&sender_comm)) && comm_side(&target_comm) & side::TARGET == 0 {
+            return Ok(());
+        }
+    }
+    if flags & flag::CGROUP_FILTER != 0 {
+        let (level, id) = (conf!(cgroup_level), conf!(cgroup_id));
+        if !(!no_sender && Task::current().cgroup().within(level, id))
+            && !task.cgroup().within(level, id)
         {
             return Ok(());
         }
@@ -149,8 +172,21 @@ fn try_signal_generate(ctx: &Ctx) -> Outcome {
         event.si_pid = si_pid;
         event.si_uid = si_uid;
         event.info_kind = info_kind;
-        if info_kind == 0 && code <= 0 {
-            let (how, arg) = sender_syscall(windows, pid_tgid, sig);
+        if Task::current().flags() & PF_KTHREAD != 0 {
+            event.sender_flags |= sender::KTHREAD;
+        }
+        if interrupt {
+            event.sender_flags |= sender::INTERRUPT;
+        }
+        if timer {
+            event.sender_flags |= sender::TIMER;
+        }
+        if !no_sender {
+            event.sender_cgroup = current_cgroup_id();
+        }
+        event.target_cgroup = task.cgroup().id();
+        if !no_sender && info_kind == 0 && code <= 0 {
+            let (how, arg) = sender_syscall(sender_stack, &mut windows.regs, sig);
             event.via = how;
             event.via_arg = arg;
         }

@@ -352,7 +352,7 @@ mod tests {
         let records = crate::output::tests::schema_valid_lines(&out);
         assert_eq!(records.len(), 1);
         let diff = &records[0];
-        assert_eq!((&diff["v"], &diff["type"]), (&json!(2), &json!("diff")));
+        assert_eq!((&diff["v"], &diff["type"]), (&json!(3), &json!("diff")));
         assert_eq!(
             (&diff["left"]["pid"], &diff["right"]["pid"]),
             (&json!(100), &json!(101))

@@ -239,7 +239,7 @@ mod tests {
         assert_eq!(objects.len(), 2);
         assert_eq!(
             (&objects[0]["v"], &objects[0]["type"]),
-            (&2.into(), &"mask".into())
+            (&3.into(), &"mask".into())
         );
         assert_eq!(objects[0]["decimal"], "1266761471");
         assert_eq!(

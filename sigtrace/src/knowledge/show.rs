@@ -449,7 +449,7 @@ mod tests {
     #[test]
     fn json_is_a_show_record_named_like_the_trace() {
         let value = json(&sample(), false, true);
-        assert_eq!((&value["v"], &value["type"]), (&json!(2), &json!("show")));
+        assert_eq!((&value["v"], &value["type"]), (&json!(3), &json!("show")));
         // Ids, relations and the tty as trace records name them.
         let ids: Vec<&str> = [
             "pid",

@@ -1,4 +1,4 @@
-//! JSON lines, schema version 2 (docs/sigtrace.schema.json, described in docs/json.md).
+//! JSON lines, schema version 3 (docs/sigtrace.schema.json, described in docs/json.md).
 //! Every record has `v` and `type`; signals, codes and results carry both name and number;
 //! masks are hex strings as /proc prints them (decode with `sigtrace mask`).
 //!
@@ -13,13 +13,18 @@ use sigtrace_common::{TaskIds, carries_sender, via};
 
 use super::{Stamp, TimeMode};
 use crate::{
-    correlate::{DeliverReport, ExitStatus, FanoutSource, GenerateReport, Report},
+    correlate::{CgroupName, DeliverReport, ExitStatus, FanoutSource, GenerateReport, Report},
     enrich::tty_display,
     events::{comm, comm_str},
-    signals::{Disposition, Signal, code_name, result_name},
+    signals::{
+        Disposition, Signal, code_name,
+        interrupted::interrupted,
+        result_name,
+        sender::{Context, kernel_kind},
+    },
 };
 
-pub(crate) const SCHEMA_VERSION: u32 = 2;
+pub(crate) const SCHEMA_VERSION: u32 = 3;
 
 #[derive(Serialize)]
 struct Named {
@@ -547,6 +552,39 @@ fn task_fields(o: &mut Obj, key: &str, t: &TaskIds) {
     });
 }
 
+/// `{"id", "path", "unit", "container"}`, or null.
+fn cgroup_fields(o: &mut Obj, key: &str, cgroup: Option<&CgroupName>) {
+    let Some(cgroup) = cgroup else {
+        o.raw(key, "null");
+        return;
+    };
+    o.nested(key, |c| {
+        c.num("id", cgroup.id);
+        let Some(resolved) = cgroup.resolved.as_deref() else {
+            c.raw("path", "null")
+                .raw("unit", "null")
+                .raw("container", "null");
+            return;
+        };
+        c.string("path", &resolved.path);
+        match &resolved.unit {
+            Some(unit) => c.string("unit", unit),
+            None => c.raw("unit", "null"),
+        };
+        match &resolved.container {
+            Some(container) => c.nested("container", |k| {
+                k.plain("runtime", container.runtime)
+                    .string("id", &container.id);
+                match &container.pod_uid {
+                    Some(uid) => k.string("pod_uid", uid),
+                    None => k.raw("pod_uid", "null"),
+                };
+            }),
+            None => c.raw("container", "null"),
+        };
+    });
+}
+
 fn disposition_fields(o: &mut Obj, sig: i32, handler: u64, flags: u64) {
     let d = disposition(sig, handler, flags);
     o.nested("disposition", |n| {
@@ -581,7 +619,23 @@ fn write_generate(w: &mut Vec<u8>, g: &GenerateReport, stamp: &Stamp) {
     };
     o.opt_num("si_pid", has_sender_info.then_some(e.si_pid))
         .opt_num("si_uid", has_sender_info.then_some(e.si_uid));
-    task_fields(&mut o, "sender", &e.sender);
+    let context = Context::of(e);
+    if context == Context::Interrupt {
+        o.raw("sender", "null");
+    } else {
+        task_fields(&mut o, "sender", &e.sender);
+    }
+    o.plain("sender_context", context.as_str());
+    match kernel_kind(e) {
+        Some(kind) => o.plain("kernel_source", kind),
+        None => o.raw("kernel_source", "null"),
+    };
+    if context == Context::Interrupt {
+        task_fields(&mut o, "interrupted", &e.sender);
+    } else {
+        o.raw("interrupted", "null");
+    }
+    cgroup_fields(&mut o, "sender_cgroup", g.sender_cgroup.as_ref());
     o.nested("target", |t| {
         t.num("pid", e.target.tgid)
             .num("tid", e.target.tid)
@@ -606,6 +660,7 @@ fn write_generate(w: &mut Vec<u8>, g: &GenerateReport, stamp: &Stamp) {
         } else {
             t.raw("tty", "null").raw("tty_fg_pgid", "null");
         }
+        cgroup_fields(t, "cgroup", g.target_cgroup.as_ref());
     });
     disposition_fields(&mut o, e.sig, r.handler, r.sa_flags);
     o.nested("masks", |m| {
@@ -649,6 +704,24 @@ fn write_deliver(w: &mut Vec<u8>, d: &DeliverReport, stamp: &Stamp) {
     o.opt_num("generation", d.generation.map(|g| g.0))
         .opt_num("latency_ns", d.generation.map(|g| g.1))
         .opt_num("fanout", d.fanout);
+    match interrupted(e) {
+        Some(call) => {
+            o.nested("syscall", |c| {
+                c.num("number", call.nr);
+                match call.name {
+                    Some(name) => c.plain("name", name),
+                    None => c.raw("name", "null"),
+                };
+                c.plain("abi", call.abi)
+                    .plain("code", call.code)
+                    .plain("result", call.fate.as_str());
+            });
+        }
+        None => {
+            o.raw("syscall", "null");
+        }
+    }
+    cgroup_fields(&mut o, "cgroup", d.cgroup.as_ref());
     o.close();
 }
 

@@ -15,13 +15,30 @@ use crate::{
     correlate::{Outcome, Report},
     escape,
     events::comm,
-    signals::Signal,
+    signals::{Signal, sender::interrupt_sender},
 };
+
+/// Who sent a row's signals: a task's comm, or the kernel when an interrupt raised them
+/// (`kernel (timer)`: the task it interrupted is no sender).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SenderKey {
+    Comm([u8; COMM_LEN]),
+    Kernel(&'static str),
+}
+
+impl SenderKey {
+    fn name(&self) -> Cow<'_, str> {
+        match self {
+            SenderKey::Comm(c) => comm(c),
+            SenderKey::Kernel(label) => Cow::Borrowed(label),
+        }
+    }
+}
 
 /// The comms stay raw bytes (Copy, no allocation per generation); decoded when printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RowKey {
-    pub sender: [u8; COMM_LEN],
+    pub sender: SenderKey,
     pub target: [u8; COMM_LEN],
     pub sig: i32,
     pub outcome: &'static str,
@@ -59,8 +76,12 @@ impl Summary {
         match report {
             Report::Generate(g) => {
                 self.generations += 1;
+                let sender = match interrupt_sender(&g.event) {
+                    Some(label) => SenderKey::Kernel(label),
+                    None => SenderKey::Comm(g.event.sender.comm),
+                };
                 let key = RowKey {
-                    sender: g.event.sender.comm,
+                    sender,
                     target: g.event.target.comm,
                     sig: g.event.sig,
                     outcome: g.outcome.as_str(),
@@ -117,7 +138,7 @@ impl Summary {
             writeln!(
                 w,
                 "{count:>8}  {:<16} {:<16} {:<12} {}",
-                escape::kernel_name(&key.sender),
+                escape::text(&key.sender.name()),
                 escape::kernel_name(&key.target),
                 Signal(key.sig).name(),
                 key.outcome
@@ -158,7 +179,7 @@ impl Summary {
                 .rows()
                 .into_iter()
                 .map(|(k, count)| Row {
-                    sender: comm(&k.sender),
+                    sender: k.sender.name(),
                     target: comm(&k.target),
                     signal: super::json::NamedSignal::new(k.sig),
                     outcome: k.outcome,

@@ -10,13 +10,13 @@ use std::sync::LazyLock;
 use jsonschema::Validator;
 use serde_json::{Value, json};
 use sigtrace_common::{
-    DeliverEvent, ExitEvent, ForkEvent, GenerateEvent, Header, SigactionEvent, TaskIds, kind,
-    result, si, via,
+    DeliverEvent, ExitEvent, ForkEvent, GenerateEvent, Header, SigactionEvent, TaskIds, abi, kind,
+    result, sender, si, via,
 };
 
 use super::*;
 use crate::{
-    correlate::{Correlator, Report},
+    correlate::{ContainerName, Correlator, Report, ResolvedCgroup},
     enrich::{Clock, Orphan},
     events::Event,
     signals::num,
@@ -229,8 +229,11 @@ fn scenario() -> Vec<Report> {
         let e = kill(10 + i as u64, sh, member, num::SIGTERM, -10, handler, 10);
         events.push(Event::Generate(e));
     }
+    // perl was blocked in read(2), and its handler has no SA_RESTART: the read fails.
+    let mut in_read = deliver(20, perl, num::SIGTERM, HANDLER, 0);
+    (in_read.syscall_nr, in_read.syscall_ret, in_read.abi) = (0, -512, abi::X86_64);
     events.extend([
-        Event::Deliver(deliver(20, perl, num::SIGTERM, HANDLER, 0)),
+        Event::Deliver(in_read),
         // SIGTERM's default action: the kernel delivers SIGKILL, the group exit code says why.
         Event::Deliver(deliver(21, sleep, num::SIGKILL, 0, num::SIGTERM)),
         Event::Exit(exit(22, sleep, num::SIGTERM, &[])),
@@ -257,7 +260,29 @@ fn scenario() -> Vec<Report> {
     // The mask of a real shell (SIGINT among them): hex digits above 9 too.
     r.caught = 0x4b81_3efb;
     r.blocked = bit(num::SIGINT);
+    ctrl_c.sender_flags = sender::KTHREAD;
     events.push(Event::Generate(ctrl_c));
+    // sh's alarm fires while qemu runs on that CPU, and interrupts sh's nanosleep.
+    let mut alarm = GenerateEvent {
+        header: Header::new(kind::GENERATE, at(40)),
+        sender: task(4242, b"qemu-system-x86"),
+        target: sh,
+        sig: num::SIGALRM,
+        code: si::KERNEL,
+        group: 1,
+        info_kind: 1,
+        sender_flags: sender::INTERRUPT | sender::TIMER,
+        target_cgroup: 7,
+        ..GenerateEvent::default()
+    };
+    (alarm.recipient.pgid, alarm.recipient.sid) = (1043, 100);
+    alarm.recipient.handler = HANDLER;
+    alarm.recipient.caught = bit(num::SIGALRM);
+    events.push(Event::Generate(alarm));
+    let mut woken = deliver(41, sh, num::SIGALRM, HANDLER, 0);
+    (woken.syscall_nr, woken.syscall_ret, woken.abi) = (35, -516, abi::X86_64);
+    woken.cgroup = 7;
+    events.push(Event::Deliver(woken));
 
     let mut correlator = Correlator::new();
     let mut reports = Vec::new();
@@ -278,6 +303,19 @@ fn scenario() -> Vec<Report> {
             Report::Fanout(f) => {
                 if let crate::correlate::FanoutSource::Tty { writers, .. } = &mut f.source {
                     writers.push((300, "tmux: server".into()));
+                }
+            }
+            Report::Generate(g) => {
+                if let Some(cgroup) = &mut g.target_cgroup {
+                    cgroup.resolved = Some(std::sync::Arc::new(ResolvedCgroup {
+                        path: "/system.slice/docker-4e1f.scope".into(),
+                        unit: Some("docker-4e1f.scope".into()),
+                        container: Some(ContainerName {
+                            runtime: "docker",
+                            id: "4e1f".repeat(16),
+                            pod_uid: None,
+                        }),
+                    }));
                 }
             }
             _ => {}
@@ -362,6 +400,8 @@ fn every_json_line_matches_the_schema_in_every_time_mode() {
                 "exit",
                 "generate",
                 "loss",
+                "generate",
+                "deliver",
                 "fanout",
                 "fanout",
                 "summary"
@@ -370,7 +410,7 @@ fn every_json_line_matches_the_schema_in_every_time_mode() {
         );
         assert_eq!(records[0]["time"], first_time, "{mode:?}");
         for record in &records {
-            assert_eq!(record["v"], 2, "{record}");
+            assert_eq!(record["v"], 3, "{record}");
         }
     }
 }
@@ -386,7 +426,7 @@ fn generate_and_deliver_records_carry_the_whole_event() {
     assert_eq!(
         *of_type(&records, "generate")[0],
         json!({
-            "v": 2, "type": "generate", "id": 1,
+            "v": 3, "type": "generate", "id": 1,
             "time": "2026-11-28T17:00:01.502000Z", "mono_ns": 1_001_502_000_000u64,
             "signal": {"number": 10, "name": "SIGUSR1"},
             "code": {"number": 0, "name": "SI_USER"},
@@ -394,10 +434,12 @@ fn generate_and_deliver_records_carry_the_whole_event() {
             "result": {"number": 0, "name": "delivered"},
             "shared": true, "origin": "user", "via": "kill", "via_arg": 1044,
             "si_pid": 1044, "si_uid": 1000,
-            "sender": sh,
+            "sender": sh, "sender_context": "task", "kernel_source": null,
+            "interrupted": null, "sender_cgroup": null,
             "target": {
                 "pid": 1044, "tid": 1044, "comm": "sh", "uid": 1000, "ppid": 100,
-                "pgid": 1043, "sid": 100, "ns": null, "tty": null, "tty_fg_pgid": null
+                "pgid": 1043, "sid": 100, "ns": null, "tty": null, "tty_fg_pgid": null,
+                "cgroup": null
             },
             "disposition": disposition,
             "masks": {
@@ -410,7 +452,7 @@ fn generate_and_deliver_records_carry_the_whole_event() {
     assert_eq!(
         *of_type(&records, "deliver")[0],
         json!({
-            "v": 2, "type": "deliver",
+            "v": 3, "type": "deliver",
             "time": "2026-11-28T17:00:01.503000Z", "mono_ns": 1_001_503_000_000u64,
             "signal": {"number": 10, "name": "SIGUSR1"},
             "code": {"number": 0, "name": "SI_USER"},
@@ -419,9 +461,50 @@ fn generate_and_deliver_records_carry_the_whole_event() {
             "disposition": disposition,
             "blocked": "0x0000000000000000",
             "outcome": "handled", "cause": null,
-            "generation": 1, "latency_ns": 1_000_000, "fanout": null
+            "generation": 1, "latency_ns": 1_000_000, "fanout": null,
+            "syscall": null, "cgroup": null
         })
     );
+    // The alarm: raised by an interrupt, so no sender; the task it stopped as a detail.
+    let alarm = of_type(&records, "generate")[6];
+    assert_eq!(
+        [
+            &alarm["sender"],
+            &alarm["sender_context"],
+            &alarm["kernel_source"],
+            &alarm["interrupted"]["comm"],
+            &alarm["sender_cgroup"],
+        ],
+        [
+            &Value::Null,
+            &json!("interrupt"),
+            &json!("timer"),
+            &json!("qemu-system-x86"),
+            &Value::Null
+        ]
+    );
+    assert_eq!(
+        alarm["target"]["cgroup"],
+        json!({
+            "id": 7, "path": "/system.slice/docker-4e1f.scope", "unit": "docker-4e1f.scope",
+            "container": {"runtime": "docker", "id": "4e1f".repeat(16), "pod_uid": null}
+        })
+    );
+    let woken = of_type(&records, "deliver")[3];
+    assert_eq!(
+        (&woken["syscall"], &woken["cgroup"]),
+        (
+            &json!({
+                "number": 35, "name": "nanosleep", "abi": "x86_64",
+                "code": "ERESTART_RESTARTBLOCK", "result": "EINTR"
+            }),
+            &json!({"id": 7, "path": null, "unit": null, "container": null})
+        )
+    );
+    let ctrl_c = of_type(&records, "generate")[5];
+    assert_eq!(ctrl_c["sender_context"], "kernel_thread");
+    assert_eq!(ctrl_c["kernel_source"], "tty");
+    assert_eq!(ctrl_c["sender"]["comm"], "kworker/u8:3");
     // The tty ^C: kernel origin, no sender in the siginfo, a namespace and a terminal.
     let ctrl_c = of_type(&records, "generate")[5];
     assert_eq!(ctrl_c["origin"], "kernel");
@@ -477,7 +560,7 @@ fn dispositions_are_one_object_in_every_record() {
             _ => {}
         }
     }
-    assert_eq!(dispositions.len(), 17);
+    assert_eq!(dispositions.len(), 19);
     let mut actions: Vec<&str> = dispositions
         .iter()
         .filter_map(|d| d["action"].as_str())
@@ -598,7 +681,7 @@ fn summary_counts_each_signal_by_its_final_outcome() {
     let records = records(options(Format::Json, TimeMode::None));
     let summary = records.last().expect("records");
     assert_eq!(summary["type"], "summary");
-    assert_eq!(summary["signals"], 6);
+    assert_eq!(summary["signals"], 7);
     assert_eq!(summary["events"], 42);
     assert_eq!(summary["lost"], 0);
     let rows: Vec<String> = summary["rows"]
@@ -626,6 +709,7 @@ fn summary_counts_each_signal_by_its_final_outcome() {
             "sh sh SIGUSR1 handled 1",
             "sh sh SIGUSR2 ignored 1",
             "sh sleep SIGTERM terminated 1",
+            "kernel (timer) sh SIGALRM handled 1",
         ]
     );
 }
@@ -642,12 +726,14 @@ fn text_tells_the_story_line_by_line() {
    1.510000 SIGTERM    sh[1044] → bash[10]  SI_USER via kill(-10)  ignored  SIG_IGN  pgrp 10 sid 100  [fan-out #3]
    1.511000 SIGTERM    sh[1044] → perl[11]  SI_USER via kill(-10)  delivered  handler 0x5581fa6f8dc0  pgrp 10 sid 100  [fan-out #3]
    1.512000 SIGTERM    sh[1044] → sleep[12]  SI_USER via kill(-10)  delivered  SIG_DFL (Term)  pgrp 10 sid 100  [fan-out #3]
-   1.520000   ↳ SIGTERM  perl[11]  handler 0x5581fa6f8dc0 → handled (9 ms)
+   1.520000   ↳ SIGTERM  perl[11]  handler 0x5581fa6f8dc0 → handled (9 ms)  ↯ EINTR read
    1.521000   ↳ SIGKILL  sleep[12] (dying of SIGTERM)  SIG_DFL (Term) → terminated (9 ms)
    1.522000   ✝ sleep[12] killed by SIGTERM
    1.523000   ✝ perl[11] exited 3; left 1 child(ren): 13 worker (now child of 1)
    1.530000 SIGINT     kworker/u8:3[77] → python3[200]  SI_KERNEL  delivered  handler 0x5581fa6f8dc0  blocked → pending  pgrp 200 sid 200 (ns pid 1 pgrp 1) tty pts/3  [fan-out #6]
 !! 5 events lost (ring buffer full; 5 in all) — try a larger --ring-size or narrower filters
+   1.540000 SIGALRM    kernel (timer) → sh[1044]  SI_KERNEL  delivered  handler 0x5581fa6f8dc0  pgrp 1043 sid 100
+   1.541000   ↳ SIGALRM  sh[1044]  handler 0x5581fa6f8dc0 → handled (1 ms)  ↯ EINTR nanosleep
    1.510000 SIGTERM    sh[1044] kill(-10) → pgrp 10 (3 members)  [fan-out #3]
     ├─ 10      bash   SIG_IGN                  → ignored
     ├─ 11      perl   handler 0x5581fa6f8dc0   → handled, exited 3 after 13 ms
@@ -662,7 +748,8 @@ fn text_tells_the_story_line_by_line() {
        1  sh               sh               SIGUSR1      handled
        1  sh               sh               SIGUSR2      ignored
        1  sh               sleep            SIGTERM      terminated
-6 signals, 42 events, 0 lost
+       1  kernel (timer)   sh               SIGALRM      handled
+7 signals, 42 events, 0 lost
 ";
     assert_eq!(text, expected);
     // Without timestamps the lines start with the event itself.

@@ -10,7 +10,12 @@ use crate::{
     correlate::{DeliverReport, ExitReport, Fanout, FanoutSource, GenerateReport, Outcome, Report},
     enrich::tty_display,
     escape,
-    signals::{Disposition, Signal, code_name, result_name},
+    signals::{
+        Disposition, Signal, code_name,
+        interrupted::{Fate, Interrupted, interrupted},
+        result_name,
+        sender::interrupt_sender,
+    },
 };
 
 fn write_time(w: &mut Vec<u8>, ts: u64, stamp: &Stamp) -> io::Result<()> {
@@ -75,13 +80,12 @@ fn write_via(w: &mut Vec<u8>, how: u32, arg: i64) -> io::Result<()> {
 fn write_generate(w: &mut Vec<u8>, g: &GenerateReport) -> io::Result<()> {
     let e = &g.event;
     let r = &e.recipient;
-    write!(
-        w,
-        "{:<10} {} → {}  ",
-        Signal(e.sig).name(),
-        Task(&e.sender),
-        Task(&e.target),
-    )?;
+    write!(w, "{:<10} ", Signal(e.sig).name())?;
+    match interrupt_sender(e) {
+        Some(kernel) => w.write_all(kernel.as_bytes())?,
+        None => write!(w, "{}", Task(&e.sender))?,
+    }
+    write!(w, " → {}  ", Task(&e.target))?;
     write_code(w, e.sig, e.code)?;
     write_via(w, e.via, e.via_arg)?;
     write!(
@@ -116,7 +120,26 @@ fn write_deliver(w: &mut Vec<u8>, d: &DeliverReport) -> io::Result<()> {
     if let Some((_, latency)) = d.generation {
         write!(w, " ({})", Duration(latency))?;
     }
+    if let Some(call) = interrupted(e) {
+        write_interrupted(w, &call)?;
+    }
     writeln!(w)
+}
+
+/// `  ↯ EINTR read`: what the process sees of the system call the signal interrupted.
+fn write_interrupted(w: &mut Vec<u8>, call: &Interrupted) -> io::Result<()> {
+    let fate = match call.fate {
+        // Its death is the exit line's.
+        Fate::NeverReturns => return Ok(()),
+        Fate::Eintr => "EINTR",
+        Fate::Restarted => "restarted",
+        Fate::RestartSyscall => "restart_syscall",
+    };
+    write!(w, "  ↯ {fate} ")?;
+    match call.name {
+        Some(name) => w.write_all(name.as_bytes()),
+        None => write!(w, "syscall {}", call.nr),
+    }
 }
 
 fn write_exit(w: &mut Vec<u8>, x: &ExitReport) -> io::Result<()> {

@@ -12,7 +12,9 @@
 //! call 32 and 33 plainly `SIG32` and `SIG33` (bash's `kill -l` prints nothing for them).
 
 mod codes;
+pub mod interrupted;
 mod mask;
+pub mod sender;
 
 // The numbering of the running architecture. x86_64 (and arm64, riscv, ...) use the
 // asm-generic numbers; an architecture with its own (alpha, mips, sparc, parisc) gets a
