@@ -147,9 +147,9 @@ pub mod sender {
     pub const INTERRUPT: u32 = 1 << 0;
     /// `current` is a kernel thread (a kworker, ksoftirqd, a PREEMPT_RT timer thread...).
     pub const KTHREAD: u32 = 1 << 1;
-    /// An interval timer's signal (SIGALRM, SIGVTALRM, SIGPROF, SIGXCPU without siginfo):
-    /// raised by the timer's interrupt, or by the tick, whatever the stack (an interrupt
-    /// of user code runs on the task's own stack).
+    /// A timer's signal: an interval timer's (SIGALRM, SIGVTALRM, SIGPROF, SIGXCPU without
+    /// siginfo) or a POSIX timer's (SI_TIMER), raised by its interrupt or by the tick,
+    /// whatever the stack (an interrupt of user code runs on the task's own stack).
     pub const TIMER: u32 = 1 << 2;
 }
 

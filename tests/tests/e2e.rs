@@ -10,9 +10,11 @@
 mod audit;
 mod faults;
 mod hostile;
+mod interrupted;
 mod kernel_log;
 mod knowledge;
 mod outcomes;
 mod schema;
+mod senders;
 mod trace;
 mod util;

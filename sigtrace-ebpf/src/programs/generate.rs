@@ -74,47 +74,67 @@ fn try_signal_generate(ctx: &Ctx) -> Outcome {
     // only what sigtrace itself sends (through a syscall, so not of kernel origin) is ours
     // to hide. Judged once the siginfo is read, below.
     let maybe_own = sender_tgid == self_tgid;
+    // Whether some filter passed for the sender alone: a POSIX timer's signal, known by its
+    // code once the siginfo is read, then has no sender to pass for.
+    let mut by_sender_only = false;
     if flags & flag::PID_FILTER != 0
-        && !sender_is(pid_side(sender_tgid))
-        && pid_side(target_tgid) & side::TARGET == 0
+        && !either_side(
+            sender_is(pid_side(sender_tgid)),
+            pid_side(target_tgid) & side::TARGET != 0,
+            &mut by_sender_only,
+        )
     {
         return Ok(());
     }
     // Filters that need no siginfo first: a rejected signal costs no read of it.
     if flags & flag::UID_FILTER != 0
-        && (no_sender || bpf_get_current_uid_gid() as u32 != conf!(uid))
+        && !either_side(
+            !no_sender && bpf_get_current_uid_gid() as u32 == conf!(uid),
+            false,
+            &mut by_sender_only,
+        )
     {
         return Ok(());
     }
     if flags & flag::TID_FILTER != 0 {
         let target_tid = target_ids.pid();
-        if !sender_is(side_of(&TIDS, pid_tgid as u32))
-            && side_of(&TIDS, target_tid) & side::TARGET == 0
-        {
+        if !either_side(
+            sender_is(side_of(&TIDS, pid_tgid as u32)),
+            side_of(&TIDS, target_tid) & side::TARGET != 0,
+            &mut by_sender_only,
+        ) {
             return Ok(());
         }
     }
     if flags & flag::PGRP_FILTER != 0 {
         let sender_pgid = Task::current().signal().pid(PIDTYPE_PGID).global();
         let target_pgid = task.signal().pid(PIDTYPE_PGID).global();
-        if !sender_is(side_of(&PGRPS, sender_pgid))
-            && side_of(&PGRPS, target_pgid) & side::TARGET == 0
-        {
+        if !either_side(
+            sender_is(side_of(&PGRPS, sender_pgid)),
+            side_of(&PGRPS, target_pgid) & side::TARGET != 0,
+            &mut by_sender_only,
+        ) {
             return Ok(());
         }
     }
     if flags & flag::COMM_FILTER != 0 {
         let target_comm: [u8; COMM_LEN] = task.comm();
         let sender_comm = bpf_get_current_comm().unwrap_or_default();
-        if !sender_is(comm_side(&sender_comm)) && comm_side(&target_comm) & side::TARGET == 0 {
+        if !either_side(
+            sender_is(comm_side(&sender_comm)),
+            comm_side(&target_comm) & side::TARGET != 0,
+            &mut by_sender_only,
+        ) {
             return Ok(());
         }
     }
     if flags & flag::CGROUP_FILTER != 0 {
         let (level, id) = (conf!(cgroup_level), conf!(cgroup_id));
-        if !(!no_sender && Task::current().cgroup().within(level, id))
-            && !task.cgroup().within(level, id)
-        {
+        if !either_side(
+            !no_sender && Task::current().cgroup().within(level, id),
+            task.cgroup().within(level, id),
+            &mut by_sender_only,
+        ) {
             return Ok(());
         }
     }
@@ -139,6 +159,12 @@ fn try_signal_generate(ctx: &Ctx) -> Outcome {
         (code, head[1] as i32, si_pid, si_uid, 0)
     };
     if maybe_own && !kernel_origin(info <= SEND_SIG_PRIV, code) {
+        return Ok(());
+    }
+    // A POSIX timer's expiry: its hrtimer's interrupt sent it, whoever runs.
+    let timer = timer || code == si::TIMER;
+    let no_sender = no_sender || timer;
+    if timer && by_sender_only {
         return Ok(());
     }
     if flags & (flag::KERNEL_ONLY | flag::USER_ONLY) != 0 {
@@ -198,4 +224,15 @@ fn try_signal_generate(ctx: &Ctx) -> Outcome {
         }
     });
     Ok(())
+}
+
+/// One filter judged on both sides: whether the sender or the target passes it, noting in
+/// `by_sender_only` when the sender alone did.
+#[inline(always)]
+fn either_side(sender: bool, target: bool, by_sender_only: &mut bool) -> bool {
+    if target {
+        return true;
+    }
+    *by_sender_only |= sender;
+    sender
 }

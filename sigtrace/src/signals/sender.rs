@@ -23,9 +23,7 @@ pub enum Context {
 
 impl Context {
     pub fn of(e: &GenerateEvent) -> Context {
-        // A POSIX timer's signal comes from its hrtimer's interrupt too (the kernel side
-        // does not wait for the siginfo to say so: its sender-side filters do not know).
-        if e.sender_flags & (sender::INTERRUPT | sender::TIMER) != 0 || e.code == si::TIMER {
+        if e.sender_flags & (sender::INTERRUPT | sender::TIMER) != 0 {
             Context::Interrupt
         } else if e.sender_flags & sender::KTHREAD != 0 {
             Context::KernelThread
@@ -108,7 +106,7 @@ mod tests {
         assert_eq!(Context::of(&alarm), Context::Interrupt);
         assert_eq!(kernel_kind(&alarm), Some("timer"));
         assert_eq!(interrupt_sender(&alarm), Some("kernel (timer)"));
-        let posix = raised(num::SIGRTMIN, si::TIMER, 0, sender::INTERRUPT);
+        let posix = raised(num::SIGRTMIN, si::TIMER, 0, sender::TIMER);
         assert_eq!(kernel_kind(&posix), Some("posix timer"));
         let prof = raised(
             num::SIGPROF,
