@@ -7,6 +7,7 @@
 #![warn(unreachable_pub)]
 
 mod btf;
+pub mod cgroup;
 pub mod cli;
 pub mod correlate;
 pub mod enrich;
