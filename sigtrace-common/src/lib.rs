@@ -13,6 +13,7 @@ pub mod kind {
     pub const EXIT: u32 = 3;
     pub const FORK: u32 = 4;
     pub const SIGACTION: u32 = 5;
+    pub const SIGRETURN: u32 = 6;
 }
 
 pub const COMM_LEN: usize = 16;
@@ -179,8 +180,22 @@ pub struct DeliverEvent {
     pub syscall_ret: i64,
     /// The recipient's cgroup v2 id (see [`GenerateEvent::sender_cgroup`]).
     pub cgroup: u64,
+    /// Its user stack pointer when the signal came (a handler's frame goes below it).
+    pub user_sp: u64,
 }
-const _: () = assert!(size_of::<DeliverEvent>() == 112);
+const _: () = assert!(size_of::<DeliverEvent>() == 120);
+
+/// rt_sigreturn(2) entered by a thread that ran a handler (--handler-time): the end of the
+/// innermost handler whose frame lies below `user_sp`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SigreturnEvent {
+    pub header: Header,
+    pub task: TaskIds,
+    /// The user stack pointer at rt_sigreturn: inside the signal frame it returns from.
+    pub user_sp: u64,
+}
+const _: () = assert!(size_of::<SigreturnEvent>() == 56);
 
 /// [`DeliverEvent::abi`], from the user code segment the registers were saved with.
 pub mod abi {
@@ -338,6 +353,8 @@ pub mod flag {
     pub const SIGACTION: u32 = 1 << 9;
     /// --cgroup: the sender or the target must be in `Config::cgroup_id` or below it.
     pub const CGROUP_FILTER: u32 = 1 << 11;
+    /// --handler-time: report the rt_sigreturn(2) that ends each reported handler run.
+    pub const HANDLER_TIME: u32 = 1 << 12;
     /// Without a filter that needs generations: report every process's exit, not only
     /// those of processes some kept generation targeted (--all-exits).
     pub const ALL_EXITS: u32 = 1 << 10;
@@ -425,10 +442,11 @@ pub struct Offsets {
     /// `[start, start + len)` of pt_regs covers dx, si, di and orig_ax.
     pub regs_window_start: u32,
     pub regs_window_len: u32,
-    /// pt_regs->ax (a syscall's return value) and ->cs (the user code segment: 64- or
-    /// 32-bit), read at delivery.
+    /// pt_regs->ax (a syscall's return value), ->cs (the user code segment: 64- or 32-bit)
+    /// and ->sp (the user stack pointer), read at delivery.
     pub regs_ax: u32,
     pub regs_cs: u32,
+    pub regs_sp: u32,
     /// The size of a task's kernel stack (THREAD_SIZE).
     pub thread_size: u32,
     /// task->flags (PF_KTHREAD).
@@ -445,14 +463,14 @@ pub struct Offsets {
     pub cgroup_ancestors: u32,
     pub cgroup_ancestor_ids: u32,
 }
-const _: () = assert!(size_of::<Offsets>() == 220);
+const _: () = assert!(size_of::<Offsets>() == 224);
 
 /// Capacities of the programs' per-CPU scratch windows; a kernel whose windows do not fit
 /// is refused at load time.
 pub const TASK_IDS_WINDOW: usize = 128;
 pub const TASK_WINDOW: usize = 1024;
 pub const SIGNAL_WINDOW: usize = 512;
-pub const REGS_WINDOW: usize = 64;
+pub const REGS_WINDOW: usize = 96;
 
 /// The kernel's PID_MAX_LIMIT: no tgid is larger.
 pub const PID_MAX_LIMIT: u32 = 1 << 22;
@@ -501,17 +519,13 @@ pub struct Config {
     pub cgroup_level: u32,
     pub cgroup_id: u64,
     pub offsets: Offsets,
-    /// Explicit, so the whole struct is initialized bytes (it is copied in as a global).
-    pub _pad: u32,
 }
 const _: () = assert!(size_of::<Config>() == 264);
-// No implicit padding (it would be uninitialized bytes in the copied global): with an odd
-// number of offsets, `_pad` must go; with an even number, it must be there.
+// No implicit padding (it would be uninitialized bytes in the copied global): the offsets
+// end the struct, and they are an even number of u32s.
 const _: () = assert!(
-    core::mem::offset_of!(Config, offsets) + size_of::<Offsets>()
-        == core::mem::offset_of!(Config, _pad)
-        && core::mem::offset_of!(Config, _pad) + size_of::<u32>() == size_of::<Config>(),
-    "Config has implicit padding: an offset was added or removed; adjust Config::_pad"
+    core::mem::offset_of!(Config, offsets) + size_of::<Offsets>() == size_of::<Config>(),
+    "Config has implicit padding: an odd number of offsets; add an explicit u32 after them"
 );
 
 impl Config {
@@ -527,7 +541,6 @@ impl Config {
         // SAFETY: Offsets is #[repr(C)] u32s only, for which all-zero bytes are valid; zeroed
         // here so that adding an offset does not mean listing it again.
         offsets: unsafe { core::mem::zeroed() },
-        _pad: 0,
     };
 }
 

@@ -7,7 +7,7 @@ use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
 };
 use sigtrace_common::{
-    DeliverEvent, ExitEvent, ForkEvent, GenerateEvent, Header, SigactionEvent, kind,
+    DeliverEvent, ExitEvent, ForkEvent, GenerateEvent, Header, SigactionEvent, SigreturnEvent, kind,
 };
 
 use crate::maps::{EVENTS, LOST, conf};
@@ -35,6 +35,7 @@ record! {
     ExitEvent => kind::EXIT,
     ForkEvent => kind::FORK,
     SigactionEvent => kind::SIGACTION,
+    SigreturnEvent => kind::SIGRETURN,
 }
 
 /// When userspace is woken for a record.

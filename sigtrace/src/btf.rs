@@ -370,6 +370,7 @@ fn with_windows(mut o: Offsets) -> Result<Offsets, BtfError> {
         (o.regs_dx, 8),
         (o.regs_ax, 8),
         (o.regs_cs, 8),
+        (o.regs_sp, 8),
     ]);
     for (what, len, cap) in [
         ("task_struct (ids)", o.task_ids_window_len, TASK_IDS_WINDOW),
@@ -450,6 +451,7 @@ pub(crate) fn resolve_offsets(btf: &Btf) -> Result<Offsets, BtfError> {
         regs_window_len: 0,
         regs_ax: regs("ax")?,
         regs_cs: regs("cs")?,
+        regs_sp: regs("sp")?,
         thread_size: thread_size(btf),
         task_flags: task("flags")?,
         task_cgroups: task("cgroups")?,

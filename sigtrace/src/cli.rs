@@ -145,6 +145,17 @@ pub struct TraceArgs {
     /// On in launch mode.
     #[arg(long, help_heading = "Filters")]
     pub sigaction: bool,
+    /// Signals sent from or to a process in this cgroup v2 or below it: a directory of the
+    /// cgroup2 mount (/sys/fs/cgroup/system.slice/nginx.service) or a path as
+    /// /proc/PID/cgroup shows it (/system.slice/nginx.service). Judged in the kernel.
+    #[arg(long, value_name = "PATH", help_heading = "Filters")]
+    pub cgroup: Option<std::path::PathBuf>,
+    /// Also report how long each signal handler ran: from its delivery to the rt_sigreturn
+    /// that ends it, or that it never returned (longjmp, exit in the handler). Hooks the
+    /// entry of every system call on the machine while on (about 40 ns each on this
+    /// project's test machine, see docs/performance.md).
+    #[arg(long, help_heading = "Output")]
+    pub handler_time: bool,
     /// Output format: one line per event for people, or one JSON object per line.
     #[arg(long, value_enum, default_value = "text", help_heading = "Output")]
     pub format: Format,

@@ -14,6 +14,7 @@ use sigtrace_common::{
 
 use crate::{
     events::Event,
+    handler_runs::{HandlerReport, HandlerRuns},
     signals::{DefaultAction, Disposition, SigSet, Signal, num},
 };
 
@@ -193,7 +194,7 @@ pub struct GenerateReport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CgroupName {
     pub id: u64,
-    pub resolved: Option<std::sync::Arc<ResolvedCgroup>>,
+    pub resolved: Option<std::sync::Arc<crate::cgroup::CgroupInfo>>,
 }
 
 impl CgroupName {
@@ -201,22 +202,6 @@ impl CgroupName {
     pub fn of(id: u64) -> Option<CgroupName> {
         (id != 0).then_some(CgroupName { id, resolved: None })
     }
-}
-
-/// A cgroup's path in the v2 hierarchy and what runs there.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResolvedCgroup {
-    /// As in /proc/PID/cgroup (lossy where the name is not UTF-8; escaped when printed).
-    pub path: String,
-    pub unit: Option<String>,
-    pub container: Option<ContainerName>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerName {
-    pub runtime: &'static str,
-    pub id: String,
-    pub pod_uid: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,6 +252,8 @@ pub enum Report {
     Fork(ForkEvent),
     Sigaction(SigactionEvent),
     Fanout(Fanout),
+    /// The end of a handler run (--handler-time).
+    Handler(HandlerReport),
 }
 
 struct PendingSignal {
@@ -297,6 +284,10 @@ const RT_QUEUE_CAP: usize = 1024;
 
 #[derive(Default)]
 pub struct Correlator {
+    /// --handler-time: the handler runs still open.
+    handler_runs: Option<HandlerRuns>,
+    /// Their ends, moved into the reports.
+    handler_ends: Vec<HandlerReport>,
     next_id: u64,
     /// Queued signals by (tgid, tid — 0 for the process-wide queue —, signal).
     pending: HashMap<(u32, u32, i32), VecDeque<PendingSignal>>,
@@ -316,8 +307,12 @@ pub struct Correlator {
 impl Correlator {
     /// Entries in each internal table, for `sigtrace`'s stats line (SIGUSR1): all must stay
     /// bounded however long a trace runs.
-    pub(crate) fn table_sizes(&self) -> [(&'static str, usize); 5] {
+    pub(crate) fn table_sizes(&self) -> [(&'static str, usize); 6] {
         [
+            (
+                "handler_runs",
+                self.handler_runs.as_ref().map_or(0, HandlerRuns::open_runs),
+            ),
             ("pending", self.pending.values().map(VecDeque::len).sum()),
             ("open_fanouts", self.open_fanouts.len()),
             ("fanout_of", self.fanout_of.len()),
@@ -415,6 +410,16 @@ impl Correlator {
         Self::default()
     }
 
+    /// Also follows every reported handler to its end (--handler-time).
+    pub fn with_handler_time(mut self) -> Self {
+        self.handler_runs = Some(HandlerRuns::default());
+        self
+    }
+
+    fn push_handler_ends(&mut self, out: &mut Vec<Report>) {
+        out.extend(self.handler_ends.drain(..).map(Report::Handler));
+    }
+
     /// Feeds one event; returns the reports it completes, in order.
     pub fn push(&mut self, event: Event, out: &mut Vec<Report>) {
         let ts = event.ts_ns();
@@ -425,6 +430,12 @@ impl Correlator {
             Event::Exit(e) => self.exit(e, out),
             Event::Fork(e) => out.push(Report::Fork(e)),
             Event::Sigaction(e) => out.push(Report::Sigaction(e)),
+            Event::Sigreturn(e) => {
+                if let Some(runs) = &mut self.handler_runs {
+                    runs.returned(&e, &mut self.handler_ends);
+                    self.push_handler_ends(out);
+                }
+            }
         }
         self.settle(self.last_ts, out);
     }
@@ -616,6 +627,12 @@ impl Correlator {
             fanout,
             cgroup: CgroupName::of(e.cgroup),
         }));
+        if outcome == Outcome::Handled
+            && let Some(runs) = &mut self.handler_runs
+        {
+            runs.delivered(&e, generation.map(|g| g.0), &mut self.handler_ends);
+            self.push_handler_ends(out);
+        }
     }
 
     fn exit(&mut self, e: ExitEvent, out: &mut Vec<Report>) {
@@ -649,6 +666,10 @@ impl Correlator {
                     _ => {}
                 }
             }
+        }
+        if let Some(runs) = &mut self.handler_runs {
+            runs.exited(tgid, ts, &mut self.handler_ends);
+            self.push_handler_ends(out);
         }
         out.push(Report::Exit(ExitReport {
             event: e,

@@ -5,7 +5,7 @@
 use std::mem::size_of;
 
 use sigtrace_common::{
-    DeliverEvent, ExitEvent, ForkEvent, GenerateEvent, Header, SigactionEvent, kind,
+    DeliverEvent, ExitEvent, ForkEvent, GenerateEvent, Header, SigactionEvent, SigreturnEvent, kind,
 };
 
 /// One decoded record.
@@ -16,6 +16,7 @@ pub enum Event {
     Exit(ExitEvent),
     Fork(ForkEvent),
     Sigaction(SigactionEvent),
+    Sigreturn(SigreturnEvent),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -50,7 +51,8 @@ plain_records!(
     DeliverEvent,
     ExitEvent,
     ForkEvent,
-    SigactionEvent
+    SigactionEvent,
+    SigreturnEvent
 );
 
 fn copy_record<T: Record>(bytes: &[u8], kind: u32) -> Result<T, DecodeError> {
@@ -79,6 +81,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         kind::EXIT => Event::Exit(copy_record(bytes, header.kind)?),
         kind::FORK => Event::Fork(copy_record(bytes, header.kind)?),
         kind::SIGACTION => Event::Sigaction(copy_record(bytes, header.kind)?),
+        kind::SIGRETURN => Event::Sigreturn(copy_record(bytes, header.kind)?),
         other => return Err(DecodeError::UnknownKind(other)),
     })
 }
@@ -91,6 +94,7 @@ impl Event {
             Event::Exit(e) => e.header.ts_ns,
             Event::Fork(e) => e.header.ts_ns,
             Event::Sigaction(e) => e.header.ts_ns,
+            Event::Sigreturn(e) => e.header.ts_ns,
         }
     }
 }

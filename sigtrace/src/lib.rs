@@ -14,6 +14,7 @@ pub mod enrich;
 mod error;
 pub mod escape;
 pub mod events;
+pub mod handler_runs;
 mod kernel_log;
 pub mod knowledge;
 mod launch;

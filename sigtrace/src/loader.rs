@@ -148,6 +148,8 @@ pub struct KernelFilter {
     pub all_exits: bool,
     /// --cgroup: (level, id) of the cgroup v2 subtree a sender or target must be in.
     pub cgroup: Option<(u32, u64)>,
+    /// Report the end of every reported handler run (attaches sys_enter).
+    pub handler_time: bool,
 }
 
 impl KernelFilter {
@@ -177,6 +179,7 @@ impl KernelFilter {
         set(self.sigaction, flag::SIGACTION);
         set(self.all_exits, flag::ALL_EXITS);
         set(self.cgroup.is_some(), flag::CGROUP_FILTER);
+        set(self.handler_time, flag::HANDLER_TIME);
         flags
     }
 }
@@ -538,15 +541,18 @@ const ALWAYS: [&str; 4] = [
     "sched_process_fork",
 ];
 const SIGACTION_HOOKS: [&str; 2] = ["sys_enter", "sys_exit"];
+const HANDLER_TIME_HOOKS: [&str; 1] = ["sys_enter"];
 
 /// The tracepoints `filter` needs, in the order they are loaded and attached.
 fn hooks(filter: &KernelFilter) -> Vec<&'static str> {
-    let sigaction: &[&'static str] = if filter.sigaction {
+    let syscalls: &[&'static str] = if filter.sigaction {
         &SIGACTION_HOOKS
+    } else if filter.handler_time {
+        &HANDLER_TIME_HOOKS
     } else {
         &[]
     };
-    ALWAYS.iter().chain(sigaction).copied().collect()
+    ALWAYS.iter().chain(syscalls).copied().collect()
 }
 
 /// Loads, configures and attaches the probes `options.probe_mode` asks for. On any error
@@ -575,7 +581,6 @@ pub(crate) fn load(filter: &KernelFilter, options: &LoadOptions) -> Result<Probe
         cgroup_level: filter.cgroup.map_or(0, |(level, _)| level),
         cgroup_id: filter.cgroup.map_or(0, |(_, id)| id),
         offsets,
-        _pad: 0,
     };
     // Hold the raised limit only where the kernel still charges memlock (< 5.11); failure
     // is harmless on newer kernels.
@@ -937,6 +942,11 @@ mod tests {
         filter.sigaction = true;
         assert_eq!(hooks(&filter)[..4], ALWAYS);
         assert_eq!(hooks(&filter)[4..], SIGACTION_HOOKS);
+        // --handler-time needs sys_enter only, and --sigaction has it already.
+        filter.handler_time = true;
+        assert_eq!(hooks(&filter)[4..], SIGACTION_HOOKS);
+        filter.sigaction = false;
+        assert_eq!(hooks(&filter)[4..], HANDLER_TIME_HOOKS);
     }
 
     #[test]

@@ -4,7 +4,11 @@
 
 use std::{
     io::{self, BufWriter, IsTerminal, Write},
-    os::fd::{AsFd, FromRawFd, OwnedFd},
+    os::{
+        fd::{AsFd, FromRawFd, OwnedFd},
+        unix::ffi::OsStrExt,
+    },
+    path::Path,
     time::Duration,
 };
 
@@ -15,10 +19,12 @@ use tokio::{
 };
 
 use crate::{
+    cgroup::{CgroupError, CgroupResolver, Hierarchy},
     cli::TraceArgs,
-    correlate::{Correlator, Report},
+    correlate::{CgroupName, Correlator, Report},
     enrich::{self, Clock},
     error::Error,
+    escape,
     events::{self, Event},
     kernel_log,
     launch::{self, Held},
@@ -69,6 +75,31 @@ fn signal_bits(list: &[String]) -> Result<u64, Error> {
         bits |= 1u64 << (sig.0 - 1);
     }
     Ok(bits)
+}
+
+/// --cgroup PATH → the (level, id) the kernel side compares a task's ancestor with.
+fn cgroup_filter(path: &Path) -> Result<(u32, u64), Error> {
+    let failed = |e: CgroupError| {
+        let text = format!(
+            "--cgroup {}: {e}",
+            escape::bytes(path.as_os_str().as_bytes())
+        );
+        if e.is_bad_input() {
+            bad(text)
+        } else {
+            Error::Failed(text)
+        }
+    };
+    let hierarchy = Hierarchy::find().map_err(failed)?;
+    if hierarchy.namespace_relative() {
+        // Its depth in the kernel's hierarchy, which the kernel side compares, is unknown.
+        return Err(bad(format!(
+            "--cgroup {}: sigtrace runs in a cgroup namespace, where a cgroup's depth in the whole hierarchy is unknown; run it from the host's cgroup namespace",
+            escape::bytes(path.as_os_str().as_bytes())
+        )));
+    }
+    let found = hierarchy.resolve_filter(path).map_err(failed)?;
+    Ok((found.level, found.id))
 }
 
 fn resolve_uid(text: &str) -> Result<u32, Error> {
@@ -146,6 +177,10 @@ pub fn build_filter(args: &TraceArgs) -> Result<KernelFilter, Error> {
     }
     filter.follow_forks = args.follow || launching;
     filter.sigaction = args.sigaction || launching;
+    filter.handler_time = args.handler_time;
+    if let Some(path) = &args.cgroup {
+        filter.cgroup = Some(cgroup_filter(path)?);
+    }
     filter.pid_filter = launching;
     filter.all_exits = args.all_exits;
     Ok(filter)
@@ -265,7 +300,18 @@ pub fn run(args: &TraceArgs) -> Result<u8, Error> {
         .enable_all()
         .build()
         .map_err(|e| Error::io("starting the runtime", e))?;
-    let result = runtime.block_on(trace_loop(&mut probes, &mut output, held.as_mut()));
+    let mut correlator = Correlator::new();
+    if args.handler_time {
+        correlator = correlator.with_handler_time();
+    }
+    let pump = Pump {
+        correlator,
+        cgroups: cgroup_resolver(args),
+        reports: Vec::with_capacity(256),
+        events: 0,
+        lost_seen: 0,
+    };
+    let result = runtime.block_on(trace_loop(&mut probes, &mut output, held.as_mut(), pump));
     // Detach before reporting, so nothing stays attached whatever happens next.
     let lost = probes.lost();
     let drops = probes.drops();
@@ -308,6 +354,7 @@ async fn trace_loop(
     probes: &mut Probes,
     output: &mut Output<Box<dyn Write>>,
     mut held: Option<&mut Held>,
+    mut pump: Pump,
 ) -> Result<(End, u64), Error> {
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| Error::io("SIGINT handler", e))?;
     let mut sigterm =
@@ -339,12 +386,6 @@ async fn trace_loop(
     };
     let mut tick = tokio::time::interval(POLL_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut pump = Pump {
-        correlator: Correlator::new(),
-        reports: Vec::with_capacity(256),
-        events: 0,
-        lost_seen: 0,
-    };
     eprintln!("{}", ready_line(std::process::id(), probes.kind));
     if let Some(h) = held.as_deref_mut() {
         h.release()?;
@@ -458,6 +499,8 @@ fn stop_now(launching: bool, interrupts: u32) -> Option<End> {
 
 struct Pump {
     correlator: Correlator,
+    /// Names the cgroup ids of the records; None without a cgroup v2 mount.
+    cgroups: Option<CgroupResolver>,
     reports: Vec<Report>,
     events: u64,
     lost_seen: u64,
@@ -565,6 +608,9 @@ impl Pump {
             // The /proc reads are for the line only: none for a report nobody will see.
             if output.shows(&report) {
                 enrich_report(&mut report);
+                if let Some(cgroups) = &mut self.cgroups {
+                    name_cgroups(cgroups, &mut report);
+                }
             }
             output
                 .report(&report)
@@ -587,6 +633,40 @@ fn enrich_report(report: &mut Report) {
             }
         }
         _ => {}
+    }
+}
+
+/// The cgroup resolver, or None (said once, where cgroups matter) without cgroup v2.
+fn cgroup_resolver(args: &TraceArgs) -> Option<CgroupResolver> {
+    match Hierarchy::find() {
+        Ok(hierarchy) => Some(CgroupResolver::new(hierarchy)),
+        Err(e) => {
+            if args.format == crate::output::Format::Json {
+                eprintln!("sigtrace: warning: {e}; cgroups are shown by id only");
+            }
+            None
+        }
+    }
+}
+
+/// Fills in the paths and containers of a record's cgroups (cached; a miss walks the
+/// hierarchy again, rate-limited).
+fn name_cgroups(cgroups: &mut CgroupResolver, report: &mut Report) {
+    let mut name = |cgroup: &mut Option<CgroupName>| {
+        if let Some(c) = cgroup {
+            c.resolved = cgroups.resolve(c.id);
+        }
+    };
+    match report {
+        Report::Generate(g) => {
+            name(&mut g.sender_cgroup);
+            name(&mut g.target_cgroup);
+        }
+        Report::Deliver(d) => name(&mut d.cgroup),
+        _ => {}
+    }
+    if let Some(warning) = cgroups.take_warning() {
+        eprintln!("sigtrace: warning: {warning}");
     }
 }
 

@@ -9,6 +9,7 @@
 
 mod audit;
 mod faults;
+mod handlers;
 mod hostile;
 mod interrupted;
 mod kernel_log;

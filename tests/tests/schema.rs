@@ -34,12 +34,13 @@ use crate::util::*;
 
 const SCHEMA_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/sigtrace.schema.json");
 const DOC_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/json.md");
-const RECORD_TYPES: [&str; 8] = [
+const RECORD_TYPES: [&str; 9] = [
     "generate",
     "deliver",
     "exit",
     "fork",
     "sigaction",
+    "handler",
     "fanout",
     "loss",
     "summary",
@@ -643,6 +644,7 @@ fn launch_scenario(validator: &Validator) -> Vec<Value> {
             "json",
             "-r",
             "--summary",
+            "--handler-time",
             "--",
             "sh",
             "-c",

@@ -33,9 +33,14 @@ impl Regs {
     pub fn si(self) -> u64 {
         read(self.0, conf!(offsets.regs_si))
     }
+    /// The user stack pointer.
+    #[inline(always)]
+    pub fn sp(self) -> u64 {
+        read(self.0, conf!(offsets.regs_sp))
+    }
 }
 
-/// A task's saved user registers (ax, dx, si, di, orig_ax, cs), copied by
+/// A task's saved user registers (ax, dx, si, di, orig_ax, cs, sp), copied by
 /// [`Task::load_user_regs`].
 #[repr(transparent)]
 pub struct RegsWindow(pub(super) [u8; REGS_WINDOW]);
@@ -70,5 +75,10 @@ impl RegsWindow {
     #[inline(always)]
     pub fn cs(&self) -> u64 {
         self.field(conf!(offsets.regs_cs))
+    }
+    /// The user stack pointer.
+    #[inline(always)]
+    pub fn sp(&self) -> u64 {
+        self.field(conf!(offsets.regs_sp))
     }
 }

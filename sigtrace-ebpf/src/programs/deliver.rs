@@ -10,7 +10,7 @@ use crate::access::{self, Ctx, hook};
 use crate::emit::{Wakeup, emit};
 use crate::filters::{filtered, open_kept_gate, pid_side, take_deliverable, wanted_signal};
 use crate::kernel::{KSigaction, Siginfo, Task, current_cgroup_id};
-use crate::maps::{Scratch, conf, scratch};
+use crate::maps::{HANDLING, Scratch, conf, scratch};
 
 const SIGKILL: i32 = 9;
 
@@ -87,17 +87,22 @@ fn try_signal_deliver(ctx: &Ctx) -> Outcome {
     // kernel's -ERESTART* code here, before the arch code turns it into EINTR or a restart.
     let stack = access::current_stack(windows, pid_tgid);
     let regs = &mut windows.regs;
-    let (syscall_nr, syscall_ret, user_abi) = if Task::load_user_regs(stack, regs) {
+    let (syscall_nr, syscall_ret, user_abi, user_sp) = if Task::load_user_regs(stack, regs) {
         // Low 16 bits: FRED kernels keep more state in the word.
         let user_abi = match regs.cs() & 0xffff {
             abi::USER_CS => abi::X86_64,
             abi::USER32_CS => abi::I386,
             _ => abi::UNKNOWN,
         };
-        (regs.orig_ax() as i32, regs.ax() as i64, user_abi)
+        (regs.orig_ax() as i32, regs.ax() as i64, user_abi, regs.sp())
     } else {
-        (-1, 0, abi::UNKNOWN)
+        (-1, 0, abi::UNKNOWN, 0)
     };
+    // k_sigaction's handler and flags, in one read (fixed layout, checked by the loader).
+    let (handler, sa_flags) = ka.handler_and_flags();
+    if flags & flag::HANDLER_TIME != 0 && handler > 1 {
+        count_handler(pid_tgid as u32);
+    }
     emit(Wakeup::Batch(since_wakeup), |event: &mut DeliverEvent| {
         event.task.tgid = tgid;
         event.task.tid = pid_tgid as u32;
@@ -109,13 +114,25 @@ fn try_signal_deliver(ctx: &Ctx) -> Outcome {
         event.errno = head[1];
         event.code = head[2];
         event.group_exit_code = group_exit_code;
-        // k_sigaction's handler and flags, in one read (fixed layout, checked by the loader).
-        (event.handler, event.sa_flags) = ka.handler_and_flags();
+        (event.handler, event.sa_flags) = (handler, sa_flags);
         event.blocked = task.blocked();
         event.syscall_nr = syscall_nr;
         event.syscall_ret = syscall_ret;
         event.abi = user_abi;
         event.cgroup = current_cgroup_id();
+        event.user_sp = user_sp;
     });
     Ok(())
+}
+
+/// One more handler runs in thread `tid`: its rt_sigreturn is reported.
+#[inline(always)]
+fn count_handler(tid: u32) {
+    match HANDLING.get_ptr_mut(tid) {
+        // SAFETY: the value is ours while this thread runs its own signal code.
+        Some(depth) => unsafe { *depth += 1 },
+        None => {
+            let _ = HANDLING.insert(tid, 1, 0);
+        }
+    }
 }

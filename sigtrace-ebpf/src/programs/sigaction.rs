@@ -1,17 +1,19 @@
-//! --sigaction: rt_sigaction(2) seen from both ends of the syscall, so the record carries the
-//! action before and after the change (sys_enter remembers, sys_exit reports).
+//! The syscall hooks. --sigaction: rt_sigaction(2) seen from both ends of the syscall, so
+//! the record carries the action before and after the change (sys_enter remembers,
+//! sys_exit reports). --handler-time: the rt_sigreturn(2) that ends a handler (sys_enter).
 
 use aya_ebpf::helpers::bpf_get_current_pid_tgid;
-use sigtrace_common::{SigactionEvent, drop_reason};
+use sigtrace_common::{SigactionEvent, SigreturnEvent, drop_reason, flag};
 
 use super::Outcome;
 use crate::access::{Ctx, hook};
 use crate::emit::{Wakeup, emit};
 use crate::filters::sigaction_traced;
 use crate::kernel::{Regs, Task, current_ids};
-use crate::maps::SIGACTION_ENTRY;
+use crate::maps::{HANDLING, SIGACTION_ENTRY, conf};
 
 const NR_RT_SIGACTION: u64 = 13;
+const NR_RT_SIGRETURN: u64 = 15;
 
 /// The current task's handler, flags and mask for `sig` (zeros when out of range).
 #[inline(always)]
@@ -23,14 +25,45 @@ fn current_action(sig: i32) -> (u64, u64, u64) {
 }
 
 // sys_enter(struct pt_regs *regs, long id): remembers the action before rt_sigaction(2)
-// changes it. Attached only with --sigaction.
+// changes it, reports rt_sigreturn(2) of a thread running a reported handler. Attached only
+// with --sigaction or --handler-time: it runs for every syscall of the machine.
 hook!(sys_enter, "sys_enter", try_sys_enter);
 
 fn try_sys_enter(ctx: &Ctx) -> Outcome {
     let id: u64 = ctx.arg(1);
-    if id != NR_RT_SIGACTION {
-        return Ok(());
+    match id {
+        NR_RT_SIGACTION => rt_sigaction_enter(ctx),
+        NR_RT_SIGRETURN if conf!(flags) & flag::HANDLER_TIME != 0 => rt_sigreturn_enter(ctx),
+        _ => Ok(()),
     }
+}
+
+/// A handler ends (or a sigreturn without one: then there is no count, and no record).
+#[inline(always)]
+fn rt_sigreturn_enter(ctx: &Ctx) -> Outcome {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = pid_tgid as u32;
+    let Some(depth) = HANDLING.get_ptr_mut(tid) else {
+        return Ok(());
+    };
+    // SAFETY: the value is ours while this thread runs its own syscall.
+    unsafe {
+        if *depth > 1 {
+            *depth -= 1;
+        } else {
+            let _ = HANDLING.remove(tid);
+        }
+    }
+    let regs = Regs(ctx.arg(0));
+    emit(Wakeup::Rare, |event: &mut SigreturnEvent| {
+        current_ids(&mut event.task);
+        event.user_sp = regs.sp();
+    });
+    Ok(())
+}
+
+#[inline(always)]
+fn rt_sigaction_enter(ctx: &Ctx) -> Outcome {
     let pid_tgid = bpf_get_current_pid_tgid();
     if !sigaction_traced((pid_tgid >> 32) as u32) {
         return Ok(());

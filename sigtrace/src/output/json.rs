@@ -6,7 +6,7 @@
 //! [`SCHEMA_VERSION`] — are defined here once; `show`, `diff` and `mask` (knowledge/) build
 //! their records from them.
 
-use std::{borrow::Cow, io, io::Write as _};
+use std::{borrow::Cow, io, io::Write as _, os::unix::ffi::OsStrExt};
 
 use serde::Serialize;
 use sigtrace_common::{TaskIds, carries_sender, via};
@@ -262,6 +262,20 @@ struct Fanout {
 }
 
 #[derive(Serialize)]
+struct Handler<'a> {
+    v: u32,
+    r#type: &'static str,
+    time: TimeField,
+    mono_ns: u64,
+    task: Task<'a>,
+    signal: NamedSignal,
+    generation: Option<u64>,
+    delivered_mono_ns: u64,
+    end: &'static str,
+    duration_ns: Option<u64>,
+}
+
+#[derive(Serialize)]
 struct Fork<'a> {
     v: u32,
     r#type: &'static str,
@@ -335,6 +349,21 @@ pub fn write_report(w: &mut Vec<u8>, report: &Report, stamp: &Stamp) -> io::Resu
                     })
                     .collect(),
                 fanout: x.fanout,
+            },
+        ),
+        Report::Handler(h) => line(
+            w,
+            &Handler {
+                v: SCHEMA_VERSION,
+                r#type: "handler",
+                time: time(h.end_ns, stamp),
+                mono_ns: h.end_ns,
+                task: task(&h.task),
+                signal: NamedSignal::new(h.sig),
+                generation: h.generation,
+                delivered_mono_ns: h.delivered_ns,
+                end: h.end.as_str(),
+                duration_ns: h.duration_ns,
             },
         ),
         Report::Fork(f) => line(
@@ -566,14 +595,17 @@ fn cgroup_fields(o: &mut Obj, key: &str, cgroup: Option<&CgroupName>) {
                 .raw("container", "null");
             return;
         };
-        c.string("path", &resolved.path);
+        c.string(
+            "path",
+            String::from_utf8_lossy(resolved.path.as_os_str().as_bytes()),
+        );
         match &resolved.unit {
             Some(unit) => c.string("unit", unit),
             None => c.raw("unit", "null"),
         };
         match &resolved.container {
             Some(container) => c.nested("container", |k| {
-                k.plain("runtime", container.runtime)
+                k.plain("runtime", container.runtime.as_str())
                     .string("id", &container.id);
                 match &container.pod_uid {
                     Some(uid) => k.string("pod_uid", uid),

@@ -16,7 +16,8 @@ use sigtrace_common::{
 
 use super::*;
 use crate::{
-    correlate::{ContainerName, Correlator, Report, ResolvedCgroup},
+    cgroup::CgroupInfo,
+    correlate::{Correlator, Report},
     enrich::{Clock, Orphan},
     events::Event,
     signals::num,
@@ -307,15 +308,9 @@ fn scenario() -> Vec<Report> {
             }
             Report::Generate(g) => {
                 if let Some(cgroup) = &mut g.target_cgroup {
-                    cgroup.resolved = Some(std::sync::Arc::new(ResolvedCgroup {
-                        path: "/system.slice/docker-4e1f.scope".into(),
-                        unit: Some("docker-4e1f.scope".into()),
-                        container: Some(ContainerName {
-                            runtime: "docker",
-                            id: "4e1f".repeat(16),
-                            pod_uid: None,
-                        }),
-                    }));
+                    let path = format!("/system.slice/docker-{}.scope", "4e1f".repeat(16));
+                    cgroup.resolved =
+                        Some(std::sync::Arc::new(CgroupInfo::new(cgroup.id, path.into())));
                 }
             }
             _ => {}
@@ -486,7 +481,9 @@ fn generate_and_deliver_records_carry_the_whole_event() {
     assert_eq!(
         alarm["target"]["cgroup"],
         json!({
-            "id": 7, "path": "/system.slice/docker-4e1f.scope", "unit": "docker-4e1f.scope",
+            "id": 7,
+            "path": format!("/system.slice/docker-{}.scope", "4e1f".repeat(16)),
+            "unit": format!("docker-{}.scope", "4e1f".repeat(16)),
             "container": {"runtime": "docker", "id": "4e1f".repeat(16), "pod_uid": null}
         })
     );
@@ -732,7 +729,7 @@ fn text_tells_the_story_line_by_line() {
    1.523000   ✝ perl[11] exited 3; left 1 child(ren): 13 worker (now child of 1)
    1.530000 SIGINT     kworker/u8:3[77] → python3[200]  SI_KERNEL  delivered  handler 0x5581fa6f8dc0  blocked → pending  pgrp 200 sid 200 (ns pid 1 pgrp 1) tty pts/3  [fan-out #6]
 !! 5 events lost (ring buffer full; 5 in all) — try a larger --ring-size or narrower filters
-   1.540000 SIGALRM    kernel (timer) → sh[1044]  SI_KERNEL  delivered  handler 0x5581fa6f8dc0  pgrp 1043 sid 100
+   1.540000 SIGALRM    kernel (timer) → sh[1044]  SI_KERNEL  delivered  handler 0x5581fa6f8dc0  pgrp 1043 sid 100  container docker 4e1f4e1f4e1f
    1.541000   ↳ SIGALRM  sh[1044]  handler 0x5581fa6f8dc0 → handled (1 ms)  ↯ EINTR nanosleep
    1.510000 SIGTERM    sh[1044] kill(-10) → pgrp 10 (3 members)  [fan-out #3]
     ├─ 10      bash   SIG_IGN                  → ignored

@@ -7,9 +7,13 @@ use sigtrace_common::{TaskIds, via};
 
 use super::{Stamp, TimeMode};
 use crate::{
-    correlate::{DeliverReport, ExitReport, Fanout, FanoutSource, GenerateReport, Outcome, Report},
+    correlate::{
+        CgroupName, DeliverReport, ExitReport, Fanout, FanoutSource, GenerateReport, Outcome,
+        Report,
+    },
     enrich::tty_display,
     escape,
+    handler_runs::{HandlerEnd, HandlerReport},
     signals::{
         Disposition, Signal, code_name,
         interrupted::{Fate, Interrupted, interrupted},
@@ -104,10 +108,30 @@ fn write_generate(w: &mut Vec<u8>, g: &GenerateReport) -> io::Result<()> {
     if r.tty[0] != 0 {
         write!(w, " tty {}", tty_display(&r.tty).escaped())?;
     }
+    write_container(w, "container", g.target_cgroup.as_ref())?;
+    write_container(w, "from container", g.sender_cgroup.as_ref())?;
     if let Some(id) = g.fanout {
         write!(w, "  [fan-out #{id}]")?;
     }
     writeln!(w)
+}
+
+/// `  container docker 4e1f0a2b3c4d`: a container's runtime and short id, when the cgroup is
+/// one's (the JSON has the whole cgroup).
+fn write_container(w: &mut Vec<u8>, what: &str, cgroup: Option<&CgroupName>) -> io::Result<()> {
+    let Some(container) = cgroup
+        .and_then(|c| c.resolved.as_deref())
+        .and_then(|info| info.container.as_ref())
+    else {
+        return Ok(());
+    };
+    let short = container.id.get(..12).unwrap_or(&container.id);
+    write!(
+        w,
+        "  {what} {} {}",
+        container.runtime.as_str(),
+        escape::text(short)
+    )
 }
 
 fn write_deliver(w: &mut Vec<u8>, d: &DeliverReport) -> io::Result<()> {
@@ -297,6 +321,32 @@ pub fn write_report(w: &mut Vec<u8>, report: &Report, stamp: &Stamp) -> io::Resu
         Report::Fanout(f) => {
             write_time(w, f.ts_ns, stamp)?;
             write_fanout(w, f)
+        }
+        Report::Handler(h) => {
+            write_time(w, h.end_ns, stamp)?;
+            write_handler_end(w, h)
+        }
+    }
+}
+
+/// `  ⤶ SIGUSR1  perl[42]  handler returned after 100 ms`.
+fn write_handler_end(w: &mut Vec<u8>, h: &HandlerReport) -> io::Result<()> {
+    write!(
+        w,
+        "  ⤶ {:<8} {}  handler ",
+        Signal(h.sig).name(),
+        Task(&h.task)
+    )?;
+    let ran = Duration(h.end_ns.saturating_sub(h.delivered_ns));
+    match (h.end, h.duration_ns) {
+        (HandlerEnd::Returned, Some(ns)) => writeln!(w, "returned after {}", Duration(ns)),
+        (HandlerEnd::Returned, None) => writeln!(w, "returned"),
+        (HandlerEnd::Left, _) => writeln!(
+            w,
+            "left without returning (longjmp or exception), within {ran}"
+        ),
+        (HandlerEnd::Exited, _) => {
+            writeln!(w, "never returned: the process exited in it after {ran}")
         }
     }
 }
