@@ -8,6 +8,7 @@
 //! processes [`util::beside_others`].
 
 mod audit;
+mod containers;
 mod faults;
 mod handlers;
 mod hostile;
