@@ -9,6 +9,7 @@
 
 mod audit;
 mod faults;
+mod fold;
 mod hostile;
 mod kernel_log;
 mod knowledge;

@@ -1,7 +1,10 @@
 //! One line per event for people: who sent which signal to whom, what the recipient had
 //! installed for it, what happened next; fan-outs as one block with a line per member.
 
-use std::io::{self, Write};
+use std::{
+    io::{self, Write},
+    ops::Range,
+};
 
 use sigtrace_common::{TaskIds, via};
 
@@ -10,10 +13,26 @@ use crate::{
     correlate::{DeliverReport, ExitReport, Fanout, FanoutSource, GenerateReport, Outcome, Report},
     enrich::tty_display,
     escape,
-    signals::{Disposition, Signal, code_name, result_name},
+    signals::{Disposition, SigSet, Signal, code_name, result_name},
 };
 
-fn write_time(w: &mut Vec<u8>, ts: u64, stamp: &Stamp) -> io::Result<()> {
+/// What the text shows beyond the defaults.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TextOptions {
+    /// The recipient's caught, ignored and blocked sets on each generation line (--masks).
+    pub masks: bool,
+}
+
+/// What was written for one report, besides its bytes.
+pub struct Written {
+    /// The report's time (monotonic ns).
+    pub ts_ns: u64,
+    /// The bytes every identical event writes alike: all but the timestamp in front and a
+    /// latency at the end (what folding compares).
+    pub stable: Range<usize>,
+}
+
+pub(super) fn write_time(w: &mut Vec<u8>, ts: u64, stamp: &Stamp) -> io::Result<()> {
     match stamp.mode {
         TimeMode::Wall => {
             let (h, m, s, us) = stamp.clock.local_time_of_day(ts, stamp.utc_offset_s);
@@ -72,7 +91,7 @@ fn write_via(w: &mut Vec<u8>, how: u32, arg: i64) -> io::Result<()> {
     Ok(())
 }
 
-fn write_generate(w: &mut Vec<u8>, g: &GenerateReport) -> io::Result<()> {
+fn write_generate(w: &mut Vec<u8>, g: &GenerateReport, options: TextOptions) -> io::Result<()> {
     let e = &g.event;
     let r = &e.recipient;
     write!(
@@ -100,23 +119,59 @@ fn write_generate(w: &mut Vec<u8>, g: &GenerateReport) -> io::Result<()> {
     if r.tty[0] != 0 {
         write!(w, " tty {}", tty_display(&r.tty).escaped())?;
     }
+    if options.masks {
+        write_sets(w, r.caught, r.ignored, r.blocked)?;
+    }
     if let Some(id) = g.fanout {
         write!(w, "  [fan-out #{id}]")?;
     }
     writeln!(w)
 }
 
-fn write_deliver(w: &mut Vec<u8>, d: &DeliverReport) -> io::Result<()> {
+/// `  caught USR1,TERM  ignored USR2  blocked -`: signal names without their SIG prefix, as
+/// kill -l and the shells' trap print them; `-` for an empty set.
+fn write_sets(w: &mut Vec<u8>, caught: u64, ignored: u64, blocked: u64) -> io::Result<()> {
+    for (label, set) in [
+        ("caught", caught),
+        ("ignored", ignored),
+        ("blocked", blocked),
+    ] {
+        write!(w, "  {label} ")?;
+        let set = SigSet(set);
+        if set.is_empty() {
+            w.write_all(b"-")?;
+        }
+        for (i, signal) in set.iter().enumerate() {
+            if i > 0 {
+                w.write_all(b",")?;
+            }
+            let name = signal.name();
+            // SIG32/SIG33 keep theirs: a bare number would read as a count.
+            let short = match name.strip_prefix("SIG") {
+                Some(rest) if !rest.starts_with(|c: char| c.is_ascii_digit()) => rest,
+                _ => &name,
+            };
+            w.write_all(short.as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+/// Returns where the latency begins: the delivery's bytes before it are the same for every
+/// identical delivery.
+fn write_deliver(w: &mut Vec<u8>, d: &DeliverReport) -> io::Result<usize> {
     let e = &d.event;
     write!(w, "  ↳ {:<8} {}", Signal(e.sig).name(), Task(&e.task))?;
     if let Some(cause) = d.cause {
         write!(w, " (dying of {})", Signal(cause).name())?;
     }
     write!(w, "  {} → {}", action(e.sig, e.handler), d.outcome.as_str())?;
+    let stable_end = w.len();
     if let Some((_, latency)) = d.generation {
         write!(w, " ({})", Duration(latency))?;
     }
-    writeln!(w)
+    writeln!(w)?;
+    Ok(stable_end)
 }
 
 fn write_exit(w: &mut Vec<u8>, x: &ExitReport) -> io::Result<()> {
@@ -229,52 +284,62 @@ fn write_fanout(w: &mut Vec<u8>, f: &Fanout) -> io::Result<()> {
     Ok(())
 }
 
+/// One report as text, the way it looks without options (what the fuzzer renders).
 pub fn write_report(w: &mut Vec<u8>, report: &Report, stamp: &Stamp) -> io::Result<()> {
+    write_report_as(w, report, stamp, TextOptions::default()).map(|_| ())
+}
+
+/// One report as text (a line, or a block of lines for a fan-out), appended to `w`.
+pub fn write_report_as(
+    w: &mut Vec<u8>,
+    report: &Report,
+    stamp: &Stamp,
+    options: TextOptions,
+) -> io::Result<Written> {
+    let start = w.len();
+    let ts_ns = report_ts(report);
+    write_time(w, ts_ns, stamp)?;
+    let body = w.len();
+    let mut stable_end = None;
     match report {
-        Report::Generate(g) => {
-            write_time(w, g.event.header.ts_ns, stamp)?;
-            write_generate(w, g)
-        }
-        Report::Deliver(d) => {
-            write_time(w, d.event.header.ts_ns, stamp)?;
-            write_deliver(w, d)
-        }
-        Report::Exit(x) => {
-            write_time(w, x.event.header.ts_ns, stamp)?;
-            write_exit(w, x)
-        }
-        Report::Fork(f) => {
-            write_time(w, f.header.ts_ns, stamp)?;
-            writeln!(w, "  fork {} → child {}", Task(&f.parent), f.child_tgid)
-        }
-        Report::Sigaction(s) if s.ret != 0 => {
-            write_time(w, s.header.ts_ns, stamp)?;
-            writeln!(
-                w,
-                "  sigaction {} {}: failed (error {}), still {}",
-                Task(&s.task),
-                Signal(s.sig).name(),
-                // -errno; unsigned_abs, as -i32::MIN overflows (a corrupt record).
-                s.ret.unsigned_abs(),
-                action(s.sig, s.new_handler)
-            )
-        }
-        Report::Sigaction(s) => {
-            write_time(w, s.header.ts_ns, stamp)?;
-            writeln!(
-                w,
-                "  sigaction {} {}: {} → {} (flags {:#x})",
-                Task(&s.task),
-                Signal(s.sig).name(),
-                action(s.sig, s.old_handler),
-                action(s.sig, s.new_handler),
-                s.new_flags
-            )
-        }
-        Report::Fanout(f) => {
-            write_time(w, f.ts_ns, stamp)?;
-            write_fanout(w, f)
-        }
+        Report::Generate(g) => write_generate(w, g, options)?,
+        Report::Deliver(d) => stable_end = Some(write_deliver(w, d)?),
+        Report::Exit(x) => write_exit(w, x)?,
+        Report::Fork(f) => writeln!(w, "  fork {} → child {}", Task(&f.parent), f.child_tgid)?,
+        Report::Sigaction(s) if s.ret != 0 => writeln!(
+            w,
+            "  sigaction {} {}: failed (error {}), still {}",
+            Task(&s.task),
+            Signal(s.sig).name(),
+            // -errno; unsigned_abs, as -i32::MIN overflows (a corrupt record).
+            s.ret.unsigned_abs(),
+            action(s.sig, s.new_handler)
+        )?,
+        Report::Sigaction(s) => writeln!(
+            w,
+            "  sigaction {} {}: {} → {} (flags {:#x})",
+            Task(&s.task),
+            Signal(s.sig).name(),
+            action(s.sig, s.old_handler),
+            action(s.sig, s.new_handler),
+            s.new_flags
+        )?,
+        Report::Fanout(f) => write_fanout(w, f)?,
+    }
+    Ok(Written {
+        ts_ns,
+        stable: body - start..stable_end.unwrap_or(w.len()) - start,
+    })
+}
+
+fn report_ts(report: &Report) -> u64 {
+    match report {
+        Report::Generate(g) => g.event.header.ts_ns,
+        Report::Deliver(d) => d.event.header.ts_ns,
+        Report::Exit(x) => x.event.header.ts_ns,
+        Report::Fork(f) => f.header.ts_ns,
+        Report::Sigaction(s) => s.header.ts_ns,
+        Report::Fanout(f) => f.ts_ns,
     }
 }
 
@@ -308,5 +373,18 @@ mod tests {
             let line = String::from_utf8_lossy(&line);
             assert!(line.contains(errno), "{line}");
         }
+    }
+
+    /// Real-time signals by their kill -l names; 32 and 33 (glibc's own) keep their SIG.
+    #[test]
+    fn sets_name_real_time_signals_too() {
+        let mut line = Vec::new();
+        let bits = |sigs: &[u32]| sigs.iter().map(|s| 1u64 << (s - 1)).sum();
+        let written = write_sets(&mut line, bits(&[32, 33, 34, 37, 63, 64]), 0, bits(&[1]));
+        assert!(written.is_ok());
+        assert_eq!(
+            String::from_utf8_lossy(&line),
+            "  caught SIG32,SIG33,RTMIN,RTMIN+3,RTMAX-1,RTMAX  ignored -  blocked HUP"
+        );
     }
 }
