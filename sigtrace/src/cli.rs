@@ -177,6 +177,19 @@ pub struct TraceArgs {
     /// Show the exit of every process the filters let through, not only signalled ones.
     #[arg(long, help_heading = "Output")]
     pub all_exits: bool,
+    /// Text: print every event of a burst instead of folding its repeats into a count.
+    ///
+    /// By default the first lines of a burst print at once and repeats of the last few lines
+    /// (alike but for their time and latency: a kill storm's generations and deliveries, say)
+    /// are counted into one line, "×N more like the 2 lines above (n + n), over 1.2 s",
+    /// printed when something else comes or the burst stops. JSON and the summary always
+    /// have every event.
+    #[arg(long, help_heading = "Output")]
+    pub no_fold: bool,
+    /// Text: show the recipient's caught, ignored and blocked signals on each generation
+    /// line, e.g. "caught INT,TERM,CHLD  ignored QUIT  blocked -".
+    #[arg(long, help_heading = "Output")]
+    pub masks: bool,
     /// On exit, report what sigtrace's kernel programs cost: runs and nanoseconds per run of
     /// each, from the kernel's BPF run-time statistics (kept on while tracing; they add
     /// two clock reads to every run of every BPF program on the system).

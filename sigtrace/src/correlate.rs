@@ -148,6 +148,10 @@ pub struct FanoutMember {
     pub comm: [u8; COMM_LEN],
     pub handler: u64,
     pub sa_flags: u64,
+    /// Its signal sets when the signal was generated (the text shows them with --masks).
+    pub caught: u64,
+    pub ignored: u64,
+    pub blocked: u64,
     pub generation: u64,
     pub outcome: Outcome,
     /// The exit and how long after the fan-out began.
@@ -545,6 +549,9 @@ impl Correlator {
             comm: e.target.comm,
             handler: e.recipient.handler,
             sa_flags: e.recipient.sa_flags,
+            caught: e.recipient.caught,
+            ignored: e.recipient.ignored,
+            blocked: e.recipient.blocked,
             generation: id,
             outcome,
             exit: None,

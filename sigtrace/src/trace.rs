@@ -205,6 +205,8 @@ fn output_options(args: &TraceArgs) -> OutputOptions {
             || !args.senders.is_empty()
             || !args.targets.is_empty()
             || !args.command.is_empty(),
+        fold: !args.no_fold,
+        masks: args.masks,
     }
 }
 

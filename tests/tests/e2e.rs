@@ -10,6 +10,7 @@
 mod audit;
 mod containers;
 mod faults;
+mod fold;
 mod handlers;
 mod hostile;
 mod interrupted;

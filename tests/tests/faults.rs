@@ -619,9 +619,10 @@ fn stop_works_while_the_output_pipe_is_full() {
     let _beside = beside_others();
     let mut storm = Storm::start();
     let (read, write) = small_pipe();
+    // --no-fold: a line per event, so that the storm fills the pipe.
     let trace = Trace::start_uncollected(
         Command::new(sigtrace_bin())
-            .args(["--pid", &storm.pid_arg()])
+            .args(["--no-fold", "--pid", &storm.pid_arg()])
             .stdout(Stdio::from(write)),
     );
     let ids = bpf_ids(trace.pid());
@@ -660,7 +661,8 @@ fn stop_works_while_stdout_and_stderr_pipe_is_full() {
     // Owned: killed and reaped on drop, should an assertion fail.
     let mut trace = Owned::from_child(
         Command::new(sigtrace_bin())
-            .args(["--pid", &storm.pid_arg()])
+            // --no-fold: a line per event, so that the storm fills the pipe.
+            .args(["--no-fold", "--pid", &storm.pid_arg()])
             .stdin(Stdio::null())
             .stdout(Stdio::from(write))
             .stderr(Stdio::from(write2))
@@ -761,9 +763,11 @@ fn a_reader_that_goes_away_ends_it_quietly_with_zero() {
     }
     let _beside = beside_others();
     let mut storm = Storm::start();
+    // --no-fold: the storm's lines keep coming, so that the write after the reader went away
+    // comes at once.
     let mut trace = Trace::start_uncollected(
         Command::new(sigtrace_bin())
-            .args(["--pid", &storm.pid_arg()])
+            .args(["--no-fold", "--pid", &storm.pid_arg()])
             .stdout(Stdio::piped()),
     );
     let stdout = trace.take_stdout().expect("stdout");

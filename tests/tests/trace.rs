@@ -414,7 +414,8 @@ fn cost_counts_the_runs_of_each_program() {
     }
     let _beside = beside_others();
     let mut helper = spawn_ready(&mut perl(TRAP_PERL));
-    let trace = Trace::start(&["--cost", "--pid", &helper.pid().to_string()]);
+    // One line per event, as counted below: --no-fold.
+    let trace = Trace::start(&["--cost", "--no-fold", "--pid", &helper.pid().to_string()]);
     const SENT: u64 = 5;
     for _ in 0..SENT {
         helper.signal(Signal::SIGUSR1);

@@ -3,6 +3,7 @@
 //! names that are not static (comms).
 
 pub mod file;
+mod fold;
 pub mod json;
 pub mod summary;
 pub mod text;
@@ -36,6 +37,10 @@ pub struct OutputOptions {
     pub summary_only: bool,
     /// Show every exit, not only those of processes that were signalled.
     pub all_exits: bool,
+    /// Text: fold bursts of identical lines into one count (not --no-fold).
+    pub fold: bool,
+    /// Text: the recipient's caught, ignored and blocked sets on generation lines.
+    pub masks: bool,
 }
 
 /// Counters a run reports at its end.
@@ -56,6 +61,8 @@ pub struct Output<W: Write> {
     /// One report is formatted here, then written with one call (small writes through a
     /// `dyn Write` cost more than the formatting).
     line: Vec<u8>,
+    /// Text lines go through it unless --no-fold.
+    folder: Option<fold::Folder>,
 }
 
 impl<W: Write> Output<W> {
@@ -71,6 +78,8 @@ impl<W: Write> Output<W> {
             summary: summary::Summary::default(),
             flush_each,
             line: Vec::with_capacity(1024),
+            folder: (options.format == Format::Text && options.fold && !options.summary_only)
+                .then(fold::Folder::default),
         }
     }
 
@@ -97,10 +106,28 @@ impl<W: Write> Output<W> {
         }
         self.line.clear();
         match self.options.format {
-            Format::Text => text::write_report(&mut self.line, report, &self.stamp)?,
-            Format::Json => json::write_report(&mut self.line, report, &self.stamp)?,
+            Format::Text => {
+                let text_options = text::TextOptions {
+                    masks: self.options.masks,
+                };
+                let written =
+                    text::write_report_as(&mut self.line, report, &self.stamp, text_options)?;
+                match &mut self.folder {
+                    Some(folder) => folder.line(
+                        &mut self.writer,
+                        &self.stamp,
+                        &self.line,
+                        written,
+                        fold::folds(report),
+                    )?,
+                    None => self.writer.write_all(&self.line)?,
+                }
+            }
+            Format::Json => {
+                json::write_report(&mut self.line, report, &self.stamp)?;
+                self.writer.write_all(&self.line)?;
+            }
         }
-        self.writer.write_all(&self.line)?;
         if self.flush_each {
             self.writer.flush()?;
         }
@@ -111,6 +138,10 @@ impl<W: Write> Output<W> {
     pub fn loss(&mut self, newly_lost: u64, total_lost: u64) -> io::Result<()> {
         match self.options.format {
             Format::Text => {
+                if let Some(folder) = &mut self.folder {
+                    // The folded events came before the loss: their count goes first.
+                    folder.interrupt(&mut self.writer, &self.stamp)?;
+                }
                 if !self.options.summary_only {
                     writeln!(
                         self.writer,
@@ -134,6 +165,9 @@ impl<W: Write> Output<W> {
     }
 
     pub fn finish(&mut self, totals: Totals) -> io::Result<()> {
+        if let Some(folder) = &mut self.folder {
+            folder.end(&mut self.writer, &self.stamp)?;
+        }
         if self.options.summary || self.options.summary_only {
             match self.options.format {
                 Format::Text => self.summary.write_text(&mut self.writer, totals)?,
@@ -143,7 +177,12 @@ impl<W: Write> Output<W> {
         self.writer.flush()
     }
 
+    /// Called periodically (each tick of the trace loop): also ends a fold whose burst
+    /// has stopped, so that a live reader is not left waiting for its count.
     pub fn flush(&mut self) -> io::Result<()> {
+        if let Some(folder) = &mut self.folder {
+            folder.idle(&mut self.writer, &self.stamp)?;
+        }
         self.writer.flush()
     }
 }

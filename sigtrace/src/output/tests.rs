@@ -84,14 +84,14 @@ pub(crate) fn schema_valid_lines(output: &[u8]) -> Vec<Value> {
 // Events, as the kernel side would send them
 
 /// Monotonic time at which the tracer started: the events below are 1.5 s later and on.
-const START_NS: u64 = 1_000_000_000_000;
+pub(super) const START_NS: u64 = 1_000_000_000_000;
 /// The wall clock at monotonic zero, chosen so that the tracer started at
 /// 2026-11-28T17:00:00Z.
-const WALL_AT_ZERO_NS: i128 = 1_795_885_200_000_000_000 - START_NS as i128;
-const HANDLER: u64 = 0x5581_fa6f_8dc0;
+pub(super) const WALL_AT_ZERO_NS: i128 = 1_795_885_200_000_000_000 - START_NS as i128;
+pub(super) const HANDLER: u64 = 0x5581_fa6f_8dc0;
 const SA_RESTORER: u64 = 0x0400_0000;
 
-fn at(ms: u64) -> u64 {
+pub(super) fn at(ms: u64) -> u64 {
     START_NS + 1_500_000_000 + ms * 1_000_000
 }
 
@@ -101,7 +101,7 @@ fn comm_field(name: &[u8]) -> [u8; sigtrace_common::COMM_LEN] {
     field
 }
 
-fn task(pid: u32, comm: &[u8]) -> TaskIds {
+pub(super) fn task(pid: u32, comm: &[u8]) -> TaskIds {
     TaskIds {
         tgid: pid,
         tid: pid,
@@ -117,7 +117,7 @@ fn bit(sig: i32) -> u64 {
 
 /// `sender` calls kill(`pid_arg`, `sig`); the signal is generated for `target`, which has
 /// `handler` installed for it and is in process group `pgid` of session 100.
-fn kill(
+pub(super) fn kill(
     ms: u64,
     sender: TaskIds,
     target: TaskIds,
@@ -161,7 +161,13 @@ fn kill(
     e
 }
 
-fn deliver(ms: u64, to: TaskIds, sig: i32, handler: u64, group_exit_code: i32) -> DeliverEvent {
+pub(super) fn deliver(
+    ms: u64,
+    to: TaskIds,
+    sig: i32,
+    handler: u64,
+    group_exit_code: i32,
+) -> DeliverEvent {
     DeliverEvent {
         header: Header::new(kind::DELIVER, at(ms)),
         task: to,
@@ -173,7 +179,7 @@ fn deliver(ms: u64, to: TaskIds, sig: i32, handler: u64, group_exit_code: i32) -
     }
 }
 
-fn exit(ms: u64, who: TaskIds, wait_status: i32, children: &[u32]) -> ExitEvent {
+pub(super) fn exit(ms: u64, who: TaskIds, wait_status: i32, children: &[u32]) -> ExitEvent {
     let mut e = ExitEvent {
         header: Header::new(kind::EXIT, at(ms)),
         task: who,
@@ -186,7 +192,14 @@ fn exit(ms: u64, who: TaskIds, wait_status: i32, children: &[u32]) -> ExitEvent 
     e
 }
 
-fn sigaction(ms: u64, who: TaskIds, sig: i32, old: u64, new: u64, ret: i32) -> SigactionEvent {
+pub(super) fn sigaction(
+    ms: u64,
+    who: TaskIds,
+    sig: i32,
+    old: u64,
+    new: u64,
+    ret: i32,
+) -> SigactionEvent {
     SigactionEvent {
         header: Header::new(kind::SIGACTION, at(ms)),
         task: who,
@@ -326,6 +339,8 @@ fn options(format: Format, time: TimeMode) -> OutputOptions {
         summary: true,
         summary_only: false,
         all_exits: false,
+        fold: true,
+        masks: false,
     }
 }
 
@@ -817,4 +832,64 @@ fn hostile_names_stay_valid_json_and_inert_text() {
     assert!(lines[0].starts_with("SIGUSR1    "), "{text}");
     assert!(lines[1].starts_with("  ↳ SIGUSR1  "), "{text}");
     assert!(text.contains("\\x1b[31m"), "{text}");
+}
+
+/// --masks: each generation line ends with the recipient's sets by name (before a fan-out
+/// tag); nothing else changes, and without the flag nothing does.
+#[test]
+fn masks_name_the_recipients_sets_on_generation_lines() {
+    let plain = text(options(Format::Text, TimeMode::None));
+    let masked = text(OutputOptions {
+        masks: true,
+        ..options(Format::Text, TimeMode::None)
+    });
+    assert!(!plain.contains("caught"), "{plain}");
+    let (plain, masked): (Vec<&str>, Vec<&str>) =
+        (plain.lines().collect(), masked.lines().collect());
+    assert_eq!(plain.len(), masked.len());
+    let changed: Vec<(&str, &str)> = plain
+        .iter()
+        .zip(&masked)
+        .filter(|(p, m)| p != m)
+        .map(|(p, m)| (*p, *m))
+        .collect();
+    // Every generation line and fan-out member, and only those.
+    assert_eq!(changed.len(), 11, "{changed:#?}");
+    assert!(
+        masked.contains(&"    └─ 200     python3  handler 0x5581fa6f8dc0   → blocked  caught HUP,INT,ILL,TRAP,ABRT,BUS,FPE,USR1,SEGV,USR2,PIPE,ALRM,CHLD,XCPU,XFSZ,VTALRM,WINCH,SYS  ignored -  blocked INT"),
+        "{masked:#?}"
+    );
+    for (p, m) in &changed {
+        assert!(m.contains("  caught "), "{m}");
+        let without = m
+            .split_once("  caught ")
+            .map(|(head, rest)| {
+                let tail = rest.find("  [fan-out").map_or("", |at| &rest[at..]);
+                format!("{head}{tail}")
+            })
+            .unwrap_or_default();
+        assert_eq!(&without, p);
+    }
+    let sets = |pattern: &str| {
+        masked
+            .iter()
+            .find(|line| line.contains(pattern))
+            .and_then(|line| line.split_once("sid "))
+            .map(|(_, rest)| rest.to_owned())
+    };
+    assert_eq!(
+        sets("→ sh[1044]  SI_USER via kill  delivered").as_deref(),
+        Some("100  caught USR1  ignored -  blocked -")
+    );
+    assert_eq!(
+        sets("→ bash[10]").as_deref(),
+        Some("100  caught -  ignored TERM  blocked -  [fan-out #3]")
+    );
+    assert_eq!(
+        sets("SIGINT ").as_deref(),
+        Some(
+            "200 (ns pid 1 pgrp 1) tty pts/3  caught HUP,INT,ILL,TRAP,ABRT,BUS,FPE,USR1,SEGV,USR2,\
+             PIPE,ALRM,CHLD,XCPU,XFSZ,VTALRM,WINCH,SYS  ignored -  blocked INT  [fan-out #6]"
+        )
+    );
 }

@@ -1,7 +1,11 @@
 //! One line per event for people: who sent which signal to whom, what the recipient had
 //! installed for it, what happened next; fan-outs as one block with a line per member.
 
-use std::io::{self, Write};
+use std::{
+    borrow::Cow,
+    io::{self, Write},
+    ops::Range,
+};
 
 use sigtrace_common::{TaskIds, via};
 
@@ -15,14 +19,44 @@ use crate::{
     escape,
     handler_runs::{HandlerEnd, HandlerReport},
     signals::{
-        Disposition, Signal, code_name,
+        Disposition, SigSet, Signal, code_name,
         interrupted::{Fate, Interrupted, interrupted},
         result_name,
         sender::interrupt_sender,
     },
 };
 
-fn write_time(w: &mut Vec<u8>, ts: u64, stamp: &Stamp) -> io::Result<()> {
+/// What the text shows beyond the defaults.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TextOptions {
+    /// The recipient's caught, ignored and blocked sets on each generation line (--masks).
+    pub masks: bool,
+}
+
+/// What was written for one report, besides its bytes.
+pub struct Written {
+    /// The report's time (monotonic ns).
+    pub ts_ns: u64,
+    /// The bytes every identical event writes alike: all but the timestamp in front and,
+    /// within them, `skip` (a delivery's latency). What folding compares: [`Written::key`].
+    pub stable: Range<usize>,
+    pub skip: Range<usize>,
+}
+
+impl Written {
+    /// The bytes of `line` (what was written) that identical events share.
+    pub fn key<'l>(&self, line: &'l [u8]) -> Cow<'l, [u8]> {
+        let stable = &line[self.stable.clone()];
+        if self.skip.is_empty() {
+            return Cow::Borrowed(stable);
+        }
+        let mut key = line[self.stable.start..self.skip.start].to_vec();
+        key.extend_from_slice(&line[self.skip.end..self.stable.end]);
+        Cow::Owned(key)
+    }
+}
+
+pub(super) fn write_time(w: &mut Vec<u8>, ts: u64, stamp: &Stamp) -> io::Result<()> {
     match stamp.mode {
         TimeMode::Wall => {
             let (h, m, s, us) = stamp.clock.local_time_of_day(ts, stamp.utc_offset_s);
@@ -81,7 +115,7 @@ fn write_via(w: &mut Vec<u8>, how: u32, arg: i64) -> io::Result<()> {
     Ok(())
 }
 
-fn write_generate(w: &mut Vec<u8>, g: &GenerateReport) -> io::Result<()> {
+fn write_generate(w: &mut Vec<u8>, g: &GenerateReport, options: TextOptions) -> io::Result<()> {
     let e = &g.event;
     let r = &e.recipient;
     write!(w, "{:<10} ", Signal(e.sig).name())?;
@@ -110,6 +144,9 @@ fn write_generate(w: &mut Vec<u8>, g: &GenerateReport) -> io::Result<()> {
     }
     write_container(w, "container", g.target_cgroup.as_ref())?;
     write_container(w, "from container", g.sender_cgroup.as_ref())?;
+    if options.masks {
+        write_sets(w, r.caught, r.ignored, r.blocked)?;
+    }
     if let Some(id) = g.fanout {
         write!(w, "  [fan-out #{id}]")?;
     }
@@ -134,20 +171,54 @@ fn write_container(w: &mut Vec<u8>, what: &str, cgroup: Option<&CgroupName>) -> 
     )
 }
 
-fn write_deliver(w: &mut Vec<u8>, d: &DeliverReport) -> io::Result<()> {
+/// `  caught USR1,TERM  ignored USR2  blocked -`: signal names without their SIG prefix, as
+/// kill -l and the shells' trap print them; `-` for an empty set.
+fn write_sets(w: &mut Vec<u8>, caught: u64, ignored: u64, blocked: u64) -> io::Result<()> {
+    for (label, set) in [
+        ("caught", caught),
+        ("ignored", ignored),
+        ("blocked", blocked),
+    ] {
+        write!(w, "  {label} ")?;
+        let set = SigSet(set);
+        if set.is_empty() {
+            w.write_all(b"-")?;
+        }
+        for (i, signal) in set.iter().enumerate() {
+            if i > 0 {
+                w.write_all(b",")?;
+            }
+            let name = signal.name();
+            // SIG32/SIG33 keep theirs: a bare number would read as a count.
+            let short = match name.strip_prefix("SIG") {
+                Some(rest) if !rest.starts_with(|c: char| c.is_ascii_digit()) => rest,
+                _ => &name,
+            };
+            w.write_all(short.as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+/// Returns where the latency is: the delivery's bytes around it are the same for every
+/// identical delivery.
+fn write_deliver(w: &mut Vec<u8>, d: &DeliverReport) -> io::Result<Range<usize>> {
     let e = &d.event;
     write!(w, "  ↳ {:<8} {}", Signal(e.sig).name(), Task(&e.task))?;
     if let Some(cause) = d.cause {
         write!(w, " (dying of {})", Signal(cause).name())?;
     }
     write!(w, "  {} → {}", action(e.sig, e.handler), d.outcome.as_str())?;
+    let latency_at = w.len();
     if let Some((_, latency)) = d.generation {
         write!(w, " ({})", Duration(latency))?;
     }
+    let latency = latency_at..w.len();
     if let Some(call) = interrupted(e) {
         write_interrupted(w, &call)?;
     }
-    writeln!(w)
+    writeln!(w)?;
+    Ok(latency)
 }
 
 /// `  ↯ EINTR read`: what the process sees of the system call the signal interrupted.
@@ -218,7 +289,7 @@ fn control_char(sig: i32) -> &'static str {
     }
 }
 
-fn write_fanout(w: &mut Vec<u8>, f: &Fanout) -> io::Result<()> {
+fn write_fanout(w: &mut Vec<u8>, f: &Fanout, options: TextOptions) -> io::Result<()> {
     write!(w, "{:<10} ", Signal(f.sig).name())?;
     match &f.source {
         FanoutSource::Tty { tty, writers } => {
@@ -271,66 +342,73 @@ fn write_fanout(w: &mut Vec<u8>, f: &Fanout) -> io::Result<()> {
         if let Some((status, after)) = m.exit {
             write!(w, ", {status} after {}", Duration(after))?;
         }
+        if options.masks {
+            write_sets(w, m.caught, m.ignored, m.blocked)?;
+        }
         writeln!(w)?;
     }
     Ok(())
 }
 
+/// One report as text, the way it looks without options (what the fuzzer renders).
 pub fn write_report(w: &mut Vec<u8>, report: &Report, stamp: &Stamp) -> io::Result<()> {
-    match report {
-        Report::Generate(g) => {
-            write_time(w, g.event.header.ts_ns, stamp)?;
-            write_generate(w, g)
-        }
-        Report::Deliver(d) => {
-            write_time(w, d.event.header.ts_ns, stamp)?;
-            write_deliver(w, d)
-        }
-        Report::Exit(x) => {
-            write_time(w, x.event.header.ts_ns, stamp)?;
-            write_exit(w, x)
-        }
-        Report::Fork(f) => {
-            write_time(w, f.header.ts_ns, stamp)?;
-            writeln!(w, "  fork {} → child {}", Task(&f.parent), f.child_tgid)
-        }
-        Report::Sigaction(s) if s.ret != 0 => {
-            write_time(w, s.header.ts_ns, stamp)?;
-            writeln!(
-                w,
-                "  sigaction {} {}: failed (error {}), still {}",
-                Task(&s.task),
-                Signal(s.sig).name(),
-                // -errno; unsigned_abs, as -i32::MIN overflows (a corrupt record).
-                s.ret.unsigned_abs(),
-                action(s.sig, s.new_handler)
-            )
-        }
-        Report::Sigaction(s) => {
-            write_time(w, s.header.ts_ns, stamp)?;
-            writeln!(
-                w,
-                "  sigaction {} {}: {} → {} (flags {:#x})",
-                Task(&s.task),
-                Signal(s.sig).name(),
-                action(s.sig, s.old_handler),
-                action(s.sig, s.new_handler),
-                s.new_flags
-            )
-        }
-        Report::Fanout(f) => {
-            write_time(w, f.ts_ns, stamp)?;
-            write_fanout(w, f)
-        }
-        Report::Handler(h) => {
-            write_time(w, h.end_ns, stamp)?;
-            write_handler_end(w, h)
-        }
-    }
+    write_report_as(w, report, stamp, TextOptions::default()).map(|_| ())
 }
 
-/// `  ⤶ SIGUSR1  perl[42]  handler returned after 100 ms`.
-fn write_handler_end(w: &mut Vec<u8>, h: &HandlerReport) -> io::Result<()> {
+/// One report as text (a line, or a block of lines for a fan-out), appended to `w`.
+pub fn write_report_as(
+    w: &mut Vec<u8>,
+    report: &Report,
+    stamp: &Stamp,
+    options: TextOptions,
+) -> io::Result<Written> {
+    let start = w.len();
+    let ts_ns = report_ts(report);
+    write_time(w, ts_ns, stamp)?;
+    let body = w.len();
+    let mut skip = 0..0;
+    match report {
+        Report::Generate(g) => write_generate(w, g, options)?,
+        Report::Deliver(d) => {
+            let latency = write_deliver(w, d)?;
+            skip = latency.start - start..latency.end - start;
+        }
+        Report::Exit(x) => write_exit(w, x)?,
+        Report::Fork(f) => writeln!(w, "  fork {} → child {}", Task(&f.parent), f.child_tgid)?,
+        Report::Sigaction(s) if s.ret != 0 => writeln!(
+            w,
+            "  sigaction {} {}: failed (error {}), still {}",
+            Task(&s.task),
+            Signal(s.sig).name(),
+            // -errno; unsigned_abs, as -i32::MIN overflows (a corrupt record).
+            s.ret.unsigned_abs(),
+            action(s.sig, s.new_handler)
+        )?,
+        Report::Sigaction(s) => writeln!(
+            w,
+            "  sigaction {} {}: {} → {} (flags {:#x})",
+            Task(&s.task),
+            Signal(s.sig).name(),
+            action(s.sig, s.old_handler),
+            action(s.sig, s.new_handler),
+            s.new_flags
+        )?,
+        Report::Fanout(f) => write_fanout(w, f, options)?,
+        Report::Handler(h) => {
+            let duration = write_handler_end(w, h)?;
+            skip = duration.start - start..duration.end - start;
+        }
+    }
+    Ok(Written {
+        ts_ns,
+        stable: body - start..w.len() - start,
+        skip,
+    })
+}
+
+/// `  ⤶ SIGUSR1  perl[42]  handler returned after 100 ms`. Returns where the duration is
+/// (it differs between identical runs).
+fn write_handler_end(w: &mut Vec<u8>, h: &HandlerReport) -> io::Result<Range<usize>> {
     write!(
         w,
         "  ⤶ {:<8} {}  handler ",
@@ -338,16 +416,28 @@ fn write_handler_end(w: &mut Vec<u8>, h: &HandlerReport) -> io::Result<()> {
         Task(&h.task)
     )?;
     let ran = Duration(h.end_ns.saturating_sub(h.delivered_ns));
-    match (h.end, h.duration_ns) {
-        (HandlerEnd::Returned, Some(ns)) => writeln!(w, "returned after {}", Duration(ns)),
-        (HandlerEnd::Returned, None) => writeln!(w, "returned"),
-        (HandlerEnd::Left, _) => writeln!(
-            w,
-            "left without returning (longjmp or exception), within {ran}"
-        ),
-        (HandlerEnd::Exited, _) => {
-            writeln!(w, "never returned: the process exited in it after {ran}")
-        }
+    let what = match (h.end, h.duration_ns) {
+        (HandlerEnd::Returned, _) => "returned after ",
+        (HandlerEnd::Left, _) => "left without returning (longjmp or exception), within ",
+        (HandlerEnd::Exited, _) => "never returned: the process exited in it after ",
+    };
+    w.write_all(what.as_bytes())?;
+    let at = w.len();
+    write!(w, "{}", Duration(h.duration_ns.unwrap_or(ran.0)))?;
+    let duration = at..w.len();
+    writeln!(w)?;
+    Ok(duration)
+}
+
+fn report_ts(report: &Report) -> u64 {
+    match report {
+        Report::Generate(g) => g.event.header.ts_ns,
+        Report::Deliver(d) => d.event.header.ts_ns,
+        Report::Exit(x) => x.event.header.ts_ns,
+        Report::Fork(f) => f.header.ts_ns,
+        Report::Sigaction(s) => s.header.ts_ns,
+        Report::Fanout(f) => f.ts_ns,
+        Report::Handler(h) => h.end_ns,
     }
 }
 
@@ -381,5 +471,18 @@ mod tests {
             let line = String::from_utf8_lossy(&line);
             assert!(line.contains(errno), "{line}");
         }
+    }
+
+    /// Real-time signals by their kill -l names; 32 and 33 (glibc's own) keep their SIG.
+    #[test]
+    fn sets_name_real_time_signals_too() {
+        let mut line = Vec::new();
+        let bits = |sigs: &[u32]| sigs.iter().map(|s| 1u64 << (s - 1)).sum();
+        let written = write_sets(&mut line, bits(&[32, 33, 34, 37, 63, 64]), 0, bits(&[1]));
+        assert!(written.is_ok());
+        assert_eq!(
+            String::from_utf8_lossy(&line),
+            "  caught SIG32,SIG33,RTMIN,RTMIN+3,RTMAX-1,RTMAX  ignored -  blocked HUP"
+        );
     }
 }
