@@ -135,9 +135,17 @@ pub struct GenerateEvent {
     /// sender's cgroup).
     pub sender_cgroup: u64,
     pub target_cgroup: u64,
+    /// --stack: the sender's user and kernel stacks, ids in the STACKS map; negative when
+    /// not taken (no sender, --stack off: [`NO_STACK`]) or when the kernel could not
+    /// (-errno: EFAULT for no user stack, ENOMEM/EEXIST for a full table).
+    pub user_stack: i32,
+    pub kernel_stack: i32,
     pub recipient: Recipient,
 }
-const _: () = assert!(size_of::<GenerateEvent>() == 240);
+const _: () = assert!(size_of::<GenerateEvent>() == 248);
+
+/// [`GenerateEvent::user_stack`] and `kernel_stack` when no stack was asked for.
+pub const NO_STACK: i32 = i32::MIN;
 
 /// [`GenerateEvent::sender_flags`]: when the signal was raised by an interrupt (a timer's,
 /// or a softirq run at its end), `current` is only the task that interrupt happened to
@@ -355,6 +363,8 @@ pub mod flag {
     pub const CGROUP_FILTER: u32 = 1 << 11;
     /// --handler-time: report the rt_sigreturn(2) that ends each reported handler run.
     pub const HANDLER_TIME: u32 = 1 << 12;
+    /// --stack: record the sender's user and kernel stacks of each kept generation.
+    pub const STACK: u32 = 1 << 13;
     /// Without a filter that needs generations: report every process's exit, not only
     /// those of processes some kept generation targeted (--all-exits).
     pub const ALL_EXITS: u32 = 1 << 10;

@@ -4,7 +4,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
 };
 use sigtrace_common::{
     COMM_LEN, Config, KEPT_GATE_BYTES, KEPT_GATE_ENTRIES, PID_SIDE_WORDS, PendingKey,
@@ -122,6 +122,12 @@ pub static SIGACTION_ENTRY: HashMap<u32, SigactionEvent> = HashMap::with_max_ent
 /// map, as a handler left by longjmp never returns to take its count back.
 #[map]
 pub static HANDLING: LruHashMap<u32, u32> = LruHashMap::with_max_entries(16384, 0);
+
+/// --stack: the senders' stacks, by id (equal stacks share one). Written by signal_generate
+/// (bpf_get_stackid); read by userspace, which symbolizes them. Userspace sizes it to one
+/// entry without --stack.
+#[map]
+pub static STACKS: StackTrace = StackTrace::with_max_entries(4096, 0);
 
 /// The value of [`SCRATCH`].
 #[repr(C)]

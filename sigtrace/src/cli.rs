@@ -156,6 +156,10 @@ pub struct TraceArgs {
     /// project's test machine, see docs/performance.md).
     #[arg(long, help_heading = "Output")]
     pub handler_time: bool,
+    /// Also show the sender's user and kernel stacks for each signal a process sent, by
+    /// function (frame-pointer unwinding: code built without frame pointers is skipped).
+    #[arg(long, help_heading = "Output")]
+    pub stack: bool,
     /// Output format: one line per event for people, or one JSON object per line.
     #[arg(long, value_enum, default_value = "text", help_heading = "Output")]
     pub format: Format,

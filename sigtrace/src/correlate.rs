@@ -192,6 +192,8 @@ pub struct GenerateReport {
     /// The sender's (None without a sending task) and the target's cgroup.
     pub sender_cgroup: Option<CgroupName>,
     pub target_cgroup: Option<CgroupName>,
+    /// The sender's stacks (--stack; filled in by enrichment).
+    pub sender_stack: Option<crate::stacks::SenderStack>,
 }
 
 /// A cgroup as the sinks print it: the kernel's id, and what enrichment resolved it to.
@@ -538,6 +540,7 @@ impl Correlator {
             consumed,
             sender_cgroup: CgroupName::of(e.sender_cgroup),
             target_cgroup: CgroupName::of(e.target_cgroup),
+            sender_stack: None,
         }));
     }
 

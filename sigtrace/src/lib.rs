@@ -21,6 +21,7 @@ mod launch;
 mod loader;
 pub mod output;
 pub mod signals;
+pub mod stacks;
 pub mod trace;
 
 pub use error::Error;

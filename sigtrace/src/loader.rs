@@ -17,7 +17,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray, RingBuf, StackTraceMap},
     programs::{BtfTracePoint, RawTracePoint},
     sys::{Stats, enable_stats},
 };
@@ -150,6 +150,8 @@ pub struct KernelFilter {
     pub cgroup: Option<(u32, u64)>,
     /// Report the end of every reported handler run (attaches sys_enter).
     pub handler_time: bool,
+    /// Record the sender's stacks of each kept generation (--stack).
+    pub stacks: bool,
 }
 
 impl KernelFilter {
@@ -180,6 +182,7 @@ impl KernelFilter {
         set(self.all_exits, flag::ALL_EXITS);
         set(self.cgroup.is_some(), flag::CGROUP_FILTER);
         set(self.handler_time, flag::HANDLER_TIME);
+        set(self.stacks, flag::STACK);
         flags
     }
 }
@@ -215,6 +218,8 @@ pub(crate) struct Probes {
     pub events: RingBuf<MapData>,
     pub lost: PerCpuArray<MapData, u64>,
     pub drops: PerCpuArray<MapData, u64>,
+    /// The senders' stacks (--stack).
+    pub stacks: Option<StackTraceMap<MapData>>,
     /// The pids given on the command line that are still alive (their PID_SIDES bits set).
     given_pids: BTreeSet<u32>,
     /// Keeps the kernel's run-time statistics on while held (--cost).
@@ -540,6 +545,9 @@ const ALWAYS: [&str; 4] = [
     "sched_process_exit",
     "sched_process_fork",
 ];
+/// Entries of the STACKS map with --stack: distinct sender stacks a run can name.
+pub(crate) const STACK_TABLE_ENTRIES: u32 = 4096;
+
 const SIGACTION_HOOKS: [&str; 2] = ["sys_enter", "sys_exit"];
 const HANDLER_TIME_HOOKS: [&str; 1] = ["sys_enter"];
 
@@ -807,6 +815,15 @@ fn load_as(
             },
         )
         .map_max_entries("EVENTS", options.ring_bytes)
+        // 4 MiB of kernel memory (a stack is 127 words), only with --stack.
+        .map_max_entries(
+            "STACKS",
+            if config.flags & flag::STACK != 0 {
+                STACK_TABLE_ENTRIES
+            } else {
+                1
+            },
+        )
         // 1 MiB of kernel memory, only when some pid is traced.
         .map_max_entries(
             "PID_SIDES",
@@ -865,12 +882,21 @@ fn load_as(
             .ok_or_else(|| LoadError::Load("map DROPS missing".into()))?,
     )
     .map_err(load_error)?;
+    let stacks = if filter.stacks {
+        let map = ebpf
+            .take_map("STACKS")
+            .ok_or_else(|| LoadError::Load("map STACKS missing".into()))?;
+        Some(StackTraceMap::try_from(map).map_err(load_error)?)
+    } else {
+        None
+    };
     Ok(Probes {
         ebpf,
         kind: probing.kind(),
         events,
         lost,
         drops,
+        stacks,
         given_pids: filter.pids.keys().copied().collect(),
         _run_time_stats: run_time_stats,
         kernel_log,

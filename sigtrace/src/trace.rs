@@ -31,6 +31,7 @@ use crate::{
     loader::{self, KernelFilter, LoadOptions, ProbeKind, Probes, ProgramCost},
     output::{Output, OutputOptions, TimeMode, Totals},
     signals::Signal,
+    stacks::Stacks,
 };
 
 /// Exit status when events were lost (and nothing else went wrong).
@@ -178,6 +179,7 @@ pub fn build_filter(args: &TraceArgs) -> Result<KernelFilter, Error> {
     filter.follow_forks = args.follow || launching;
     filter.sigaction = args.sigaction || launching;
     filter.handler_time = args.handler_time;
+    filter.stacks = args.stack;
     if let Some(path) = &args.cgroup {
         filter.cgroup = Some(cgroup_filter(path)?);
     }
@@ -309,6 +311,7 @@ pub fn run(args: &TraceArgs) -> Result<u8, Error> {
     let pump = Pump {
         correlator,
         cgroups: cgroup_resolver(args),
+        stacks: probes.stacks.take().map(Stacks::new),
         reports: Vec::with_capacity(256),
         events: 0,
         lost_seen: 0,
@@ -503,6 +506,8 @@ struct Pump {
     correlator: Correlator,
     /// Names the cgroup ids of the records; None without a cgroup v2 mount.
     cgroups: Option<CgroupResolver>,
+    /// Symbolizes the senders' stacks (--stack).
+    stacks: Option<Stacks>,
     reports: Vec<Report>,
     events: u64,
     lost_seen: u64,
@@ -612,6 +617,10 @@ impl Pump {
                 enrich_report(&mut report);
                 if let Some(cgroups) = &mut self.cgroups {
                     name_cgroups(cgroups, &mut report);
+                }
+                if let (Some(stacks), Report::Generate(g)) = (&mut self.stacks, &mut report) {
+                    let e = &g.event;
+                    g.sender_stack = stacks.resolve(e.sender.tgid, e.user_stack, e.kernel_stack);
                 }
             }
             output

@@ -19,5 +19,6 @@ mod knowledge;
 mod outcomes;
 mod schema;
 mod senders;
+mod stacks;
 mod trace;
 mod util;

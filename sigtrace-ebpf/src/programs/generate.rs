@@ -3,9 +3,10 @@
 //! lets its delivery and the target's exit through.
 
 use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid};
+use aya_ebpf::{bindings::BPF_F_USER_STACK, programs::tracing::StackIdContext};
 use sigtrace_common::{
-    COMM_LEN, GenerateEvent, PF_KTHREAD, carries_sender, drop_reason, flag, kernel_origin, result,
-    sender, si, side,
+    COMM_LEN, GenerateEvent, NO_STACK, PF_KTHREAD, carries_sender, drop_reason, flag,
+    kernel_origin, result, sender, si, side,
 };
 
 use super::Outcome;
@@ -15,7 +16,7 @@ use crate::filters::{
     comm_side, filtered, open_kept_gate, pid_side, remember_kept, side_of, wanted_signal,
 };
 use crate::kernel::{PIDTYPE_PGID, Siginfo, Task, current_cgroup_id, window_ids};
-use crate::maps::{PGRPS, Scratch, TIDS, conf, scratch};
+use crate::maps::{PGRPS, STACKS, Scratch, TIDS, conf, scratch};
 use crate::snapshot::{sender_syscall, snapshot_recipient};
 
 /// info arguments that are not pointers (include/linux/sched/signal.h).
@@ -211,6 +212,11 @@ fn try_signal_generate(ctx: &Ctx) -> Outcome {
             event.sender_cgroup = current_cgroup_id();
         }
         event.target_cgroup = task.cgroup().id();
+        (event.user_stack, event.kernel_stack) = if flags & flag::STACK != 0 && !no_sender {
+            sender_stacks(ctx)
+        } else {
+            (NO_STACK, NO_STACK)
+        };
         if !no_sender && info_kind == 0 && code <= 0 {
             let (how, arg) = sender_syscall(sender_stack, &mut windows.regs, sig);
             event.via = how;
@@ -224,6 +230,16 @@ fn try_signal_generate(ctx: &Ctx) -> Outcome {
         }
     });
     Ok(())
+}
+
+/// The current task's user and kernel stacks, as STACKS ids (or -errno).
+#[inline(always)]
+fn sender_stacks(ctx: &Ctx) -> (i32, i32) {
+    let id = |flags: u64| match ctx.get_stackid(&STACKS, flags) {
+        Ok(id) => id as i32,
+        Err(errno) => errno,
+    };
+    (id(u64::from(BPF_F_USER_STACK)), id(0))
 }
 
 /// One filter judged on both sides: whether the sender or the target passes it, noting in

@@ -22,6 +22,7 @@ use crate::{
         result_name,
         sender::{Context, kernel_kind},
     },
+    stacks::{SenderStack, Side},
 };
 
 pub(crate) const SCHEMA_VERSION: u32 = 3;
@@ -581,6 +582,49 @@ fn task_fields(o: &mut Obj, key: &str, t: &TaskIds) {
     });
 }
 
+/// `"sender_stack": {"user": [frames], "user_missing": null, "kernel": …}`, or null.
+fn stack_fields(o: &mut Obj, stack: Option<&SenderStack>) {
+    let Some(stack) = stack else {
+        o.raw("sender_stack", "null");
+        return;
+    };
+    o.nested("sender_stack", |s| {
+        for (key, missing_key, side) in [
+            ("user", "user_missing", &stack.user),
+            ("kernel", "kernel_missing", &stack.kernel),
+        ] {
+            match side {
+                Side::Frames(frames) => {
+                    let w = s.key(key);
+                    w.push(b'[');
+                    for (i, frame) in frames.iter().enumerate() {
+                        if i > 0 {
+                            w.push(b',');
+                        }
+                        let mut f = Obj::open(w);
+                        f.plain("address", format_args!("{:#x}", frame.address));
+                        match &frame.symbol {
+                            Some(symbol) => f.string("symbol", symbol),
+                            None => f.raw("symbol", "null"),
+                        };
+                        f.opt_num("offset", frame.offset);
+                        match &frame.module {
+                            Some(module) => f.string("module", module),
+                            None => f.raw("module", "null"),
+                        };
+                        f.w.push(b'}');
+                    }
+                    w.push(b']');
+                    s.raw(missing_key, "null");
+                }
+                Side::Missing(why) => {
+                    s.raw(key, "null").plain(missing_key, why);
+                }
+            }
+        }
+    });
+}
+
 /// `{"id", "path", "unit", "container"}`, or null.
 fn cgroup_fields(o: &mut Obj, key: &str, cgroup: Option<&CgroupName>) {
     let Some(cgroup) = cgroup else {
@@ -668,6 +712,7 @@ fn write_generate(w: &mut Vec<u8>, g: &GenerateReport, stamp: &Stamp) {
         o.raw("interrupted", "null");
     }
     cgroup_fields(&mut o, "sender_cgroup", g.sender_cgroup.as_ref());
+    stack_fields(&mut o, g.sender_stack.as_ref());
     o.nested("target", |t| {
         t.num("pid", e.target.tgid)
             .num("tid", e.target.tid)

@@ -445,7 +445,7 @@ fn generate_and_deliver_records_carry_the_whole_event() {
             "shared": true, "origin": "user", "via": "kill", "via_arg": 1044,
             "si_pid": 1044, "si_uid": 1000,
             "sender": sh, "sender_context": "task", "kernel_source": null,
-            "interrupted": null, "sender_cgroup": null,
+            "interrupted": null, "sender_cgroup": null, "sender_stack": null,
             "target": {
                 "pid": 1044, "tid": 1044, "comm": "sh", "uid": 1000, "ppid": 100,
                 "pgid": 1043, "sid": 100, "ns": null, "tty": null, "tty_fg_pgid": null,

@@ -24,6 +24,7 @@ use crate::{
         result_name,
         sender::interrupt_sender,
     },
+    stacks::Side,
 };
 
 /// What the text shows beyond the defaults.
@@ -149,6 +150,33 @@ fn write_generate(w: &mut Vec<u8>, g: &GenerateReport, options: TextOptions) -> 
     }
     if let Some(id) = g.fanout {
         write!(w, "  [fan-out #{id}]")?;
+    }
+    writeln!(w)?;
+    if let Some(stack) = &g.sender_stack {
+        write_stack_side(w, "user  ", &stack.user)?;
+        write_stack_side(w, "kernel", &stack.kernel)?;
+    }
+    Ok(())
+}
+
+/// `    user   kill ← deliver_the_news ← main ← …`: the innermost frame first, by function
+/// (an address where none is known).
+fn write_stack_side(w: &mut Vec<u8>, label: &str, side: &Side) -> io::Result<()> {
+    write!(w, "    {label} ")?;
+    match side {
+        Side::Missing(why) => write!(w, "({why})")?,
+        Side::Frames(frames) if frames.is_empty() => w.write_all(b"(empty)")?,
+        Side::Frames(frames) => {
+            for (i, frame) in frames.iter().enumerate() {
+                if i > 0 {
+                    w.write_all(" ← ".as_bytes())?;
+                }
+                match &frame.symbol {
+                    Some(symbol) => write!(w, "{}", escape::text(symbol))?,
+                    None => write!(w, "{:#x}", frame.address)?,
+                }
+            }
+        }
     }
     writeln!(w)
 }
