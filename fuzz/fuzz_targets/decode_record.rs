@@ -11,7 +11,8 @@
 //! - the summary prints, and its JSON parses.
 //!
 //! Flags: bits 0-1 the time mode (wall, relative, none); bit 2 settles open fan-outs at the
-//! end of time before flushing, as the tracer's timer does.
+//! end of time before flushing, as the tracer's timer does; bit 3 follows handler runs
+//! (--handler-time).
 
 #![no_main]
 
@@ -25,7 +26,7 @@ use sigtrace::{
     output::{Stamp, TimeMode, Totals, json, summary::Summary, text},
 };
 use sigtrace_common::{
-    DeliverEvent, ExitEvent, ForkEvent, GenerateEvent, Header, SigactionEvent, kind,
+    DeliverEvent, ExitEvent, ForkEvent, GenerateEvent, Header, SigactionEvent, SigreturnEvent, kind,
 };
 
 /// 2023-11-14T22:13:20Z at monotonic zero: a realistic clock (the tracer's comes from the
@@ -64,6 +65,7 @@ fn check_decode(record: &[u8]) -> Option<Event> {
         kind::EXIT => size_of::<ExitEvent>(),
         kind::FORK => size_of::<ForkEvent>(),
         kind::SIGACTION => size_of::<SigactionEvent>(),
+        kind::SIGRETURN => size_of::<SigreturnEvent>(),
         other => {
             assert_eq!(result.err(), Some(DecodeError::UnknownKind(other)));
             return None;
@@ -93,6 +95,7 @@ fn check_decode(record: &[u8]) -> Option<Event> {
         Event::Exit(e) => (e.header, bytes_of(e)),
         Event::Fork(e) => (e.header, bytes_of(e)),
         Event::Sigaction(e) => (e.header, bytes_of(e)),
+        Event::Sigreturn(e) => (e.header, bytes_of(e)),
     };
     assert_eq!(header.kind, record_kind, "decoded as another kind");
     assert_eq!(bytes.len(), expected);
@@ -128,6 +131,9 @@ fn report_all(flags: u8, events: &[Event]) {
         utc_offset_s: 3600,
     };
     let mut correlator = Correlator::new();
+    if flags & 8 != 0 {
+        correlator = correlator.with_handler_time();
+    }
     let mut reports = Vec::new();
     for &event in events {
         correlator.push(event, &mut reports);

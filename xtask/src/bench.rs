@@ -159,11 +159,18 @@ enum Mode {
     Filtered,
     /// The programs attached but keeping nothing: the floor any filter can reach.
     NothingKept,
+    /// Text with --handler-time: sys_enter on every syscall, a record per handler run.
+    HandlerTime,
+    /// Text with --stack: two stacks per generation, symbolized.
+    Stack,
     Bpftrace,
 }
 
 /// The modes that run sigtrace, under each variant under test.
 const SIGTRACE_MODES: [Mode; 4] = [Mode::Text, Mode::Json, Mode::Filtered, Mode::NothingKept];
+/// What the options that cost more add: run by this tree's sigtrace only (a baseline may
+/// not have them).
+const OPTION_MODES: [Mode; 2] = [Mode::HandlerTime, Mode::Stack];
 
 impl Mode {
     fn label(self) -> &'static str {
@@ -173,12 +180,14 @@ impl Mode {
             Mode::Json => "sigtrace --format json > /dev/null",
             Mode::Filtered => "sigtrace --pid <unrelated>",
             Mode::NothingKept => "sigtrace --signal 63 (keeps nothing)",
+            Mode::HandlerTime => "sigtrace --handler-time (text)",
+            Mode::Stack => "sigtrace --stack (text)",
             Mode::Bpftrace => "bpftrace (printf per event)",
         }
     }
 
     fn is_sigtrace(self) -> bool {
-        SIGTRACE_MODES.contains(&self)
+        SIGTRACE_MODES.contains(&self) || OPTION_MODES.contains(&self)
     }
 
     /// sigtrace's arguments in this mode (none for the modes that do not run it).
@@ -188,6 +197,8 @@ impl Mode {
             Mode::Filtered => return vec!["--pid".into(), unrelated.to_string()],
             // SIGRTMIN+29: nothing on these machines sends it.
             Mode::NothingKept => &["--signal", "63"],
+            Mode::HandlerTime => &["--handler-time"],
+            Mode::Stack => &["--stack"],
             Mode::Untraced | Mode::Text | Mode::Bpftrace => &[],
         };
         args.iter().map(|a| a.to_string()).collect()
@@ -281,7 +292,12 @@ impl Bench {
     /// The variants that run `mode` (None for the modes that run no sigtrace), in the order
     /// of `round`: reversed every other round.
     fn order(&self, mode: Mode, round: usize) -> Vec<Option<usize>> {
-        let mut order: Vec<Option<usize>> = if mode.is_sigtrace() {
+        let mut order: Vec<Option<usize>> = if OPTION_MODES.contains(&mode) {
+            (0..self.variants.len())
+                .filter(|&i| matches!(self.variants[i].source, Source::Tree(_)))
+                .map(Some)
+                .collect()
+        } else if mode.is_sigtrace() {
             (0..self.variants.len()).map(Some).collect()
         } else {
             vec![None]
@@ -359,6 +375,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let sigtrace = run::find(&built, "sigtrace")?;
     let mut modes = vec![Mode::Untraced];
     modes.extend(SIGTRACE_MODES);
+    modes.extend(OPTION_MODES);
     if !args.no_bpftrace {
         if ensure_bpftrace() {
             modes.push(Mode::Bpftrace);
@@ -957,7 +974,7 @@ fn print_table(
     }
     print_markdown(&headers, 2, &rows);
     println!(
-        "\nexpected: the storm's generate + deliver records; the system-wide modes also count other processes' signals.\n\
+        "\nexpected: the storm's generate + deliver records (and a handler record each with --handler-time); the system-wide modes also count other processes' signals.\n\
          lost: records the kernel could not reserve (sigtrace: its exact per-CPU counter; bpftrace: its 'Lost N events' lines).\n\
          sigtrace: the --probe-mode asked for and, where sigtrace chose or its ready line says otherwise, the probes it used."
     );
@@ -1153,9 +1170,15 @@ fn run_mode(bench: &Bench, mode: Mode, variant: Option<usize>, n: u64) -> anyhow
             ..Default::default()
         }),
         (Mode::Bpftrace, _) => run_bpftrace(bench, n),
-        (Mode::Text | Mode::Json | Mode::Filtered | Mode::NothingKept, Some(variant)) => {
-            Ok(run_sigtrace(bench, mode, variant, n, false, false)?.sample)
-        }
+        (
+            Mode::Text
+            | Mode::Json
+            | Mode::Filtered
+            | Mode::NothingKept
+            | Mode::HandlerTime
+            | Mode::Stack,
+            Some(variant),
+        ) => Ok(run_sigtrace(bench, mode, variant, n, false, false)?.sample),
         (_, None) => bail!("{} needs a sigtrace", mode.label()),
     }
 }
@@ -1245,10 +1268,11 @@ fn run_sigtrace(
     let sample = Sample {
         ns_per_signal: ns,
         events,
-        expected: if matches!(mode, Mode::Filtered | Mode::NothingKept) {
-            0
-        } else {
-            2 * n
+        expected: match mode {
+            Mode::Filtered | Mode::NothingKept => 0,
+            // The storm's target handles every signal: a handler record each.
+            Mode::HandlerTime => 3 * n,
+            _ => 2 * n,
         },
         lost,
         ready_ms,
