@@ -193,14 +193,15 @@ pub struct DeliverEvent {
 }
 const _: () = assert!(size_of::<DeliverEvent>() == 120);
 
-/// rt_sigreturn(2) entered by a thread that ran a handler (--handler-time): the end of the
-/// innermost handler whose frame lies below `user_sp`.
+/// rt_sigreturn(2) entered by a 64-bit thread that ran a reported handler (--handler-time):
+/// the end of the handler whose delivery saved `user_sp`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SigreturnEvent {
     pub header: Header,
     pub task: TaskIds,
-    /// The user stack pointer at rt_sigreturn: inside the signal frame it returns from.
+    /// The user stack pointer the signal frame restores: the one its delivery saved
+    /// ([`DeliverEvent::user_sp`]); 0 when the frame could not be read.
     pub user_sp: u64,
 }
 const _: () = assert!(size_of::<SigreturnEvent>() == 56);

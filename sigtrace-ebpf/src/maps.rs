@@ -117,9 +117,9 @@ pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static SIGACTION_ENTRY: HashMap<u32, SigactionEvent> = HashMap::with_max_entries(4096, 0);
 
-/// --handler-time: threads running reported handlers, by tid, with how many are nested.
-/// Written by signal_deliver (increment) and sys_enter at rt_sigreturn (decrement); an LRU
-/// map, as a handler left by longjmp never returns to take its count back.
+/// --handler-time: threads that ran a reported handler, by tid (the value is unused): only
+/// their rt_sigreturns are reported. Written by signal_deliver; read by sys_enter. An LRU
+/// map: entries of threads long gone make room.
 #[map]
 pub static HANDLING: LruHashMap<u32, u32> = LruHashMap::with_max_entries(16384, 0);
 

@@ -43,6 +43,17 @@ pub fn sender_syscall(stack: u64, regs: &mut RegsWindow, sig: i32) -> (u32, i64)
     (how, regs.di() as u32 as i32 as i64)
 }
 
+/// Whether the current task (its kernel stack `stack`) is in one of the syscalls that queue
+/// a siginfo of the caller's choosing.
+#[inline(always)]
+pub fn in_sigqueue_syscall(stack: u64, regs: &mut RegsWindow) -> bool {
+    Task::load_user_regs(stack, regs)
+        && matches!(
+            regs.orig_ax(),
+            NR_RT_SIGQUEUEINFO | NR_RT_TGSIGQUEUEINFO | NR_PIDFD_SEND_SIGNAL
+        )
+}
+
 /// Global and namespace numbers of a struct pid, reusing `known` (pointer, global, in ns)
 /// when it is the same struct: group and session leaders share one.
 #[inline(always)]

@@ -1,12 +1,13 @@
 //! --handler-time: how long each signal handler ran, from its delivery to the
 //! rt_sigreturn(2) that ends it, per thread. Handlers nest (a signal arriving while another's
 //! handler runs), and some never return: one may longjmp out (siglongjmp, a C++ exception),
-//! or the process may exit in it. The user stack pointer tells them apart: a handler runs
-//! below the stack pointer its signal interrupted, so a rt_sigreturn at `sp` ends the
-//! innermost handler whose signal came at a higher one, and a delivery whose stack pointer
-//! is at or above an open handler's proves that handler left (its frame is gone).
-//! Handlers on an alternate signal stack (SA_ONSTACK) have no such order: they end only by
-//! a rt_sigreturn or an exit.
+//! or the process may exit in it. The user stack pointer pairs them: a delivery records the
+//! stack pointer it interrupted, and the rt_sigreturn record the one its signal frame
+//! restores, which is that same value — so a return ends exactly its own handler's run (one
+//! of an unreported handler matches none), and the runs opened after it were left. A
+//! delivery whose stack pointer is at or above an open run's also proves that run left (its
+//! frame is gone), unless that run is on an alternate signal stack (SA_ONSTACK), which has
+//! no such order with the thread's stack.
 
 use std::collections::HashMap;
 
@@ -128,18 +129,16 @@ impl HandlerRuns {
         });
     }
 
-    /// A rt_sigreturn: ends the innermost run whose frame it is in; runs nested deeper were
-    /// left. One of no known run (begun before tracing) ends nothing.
+    /// A rt_sigreturn: ends the run whose delivery saved the stack pointer its frame
+    /// restores; runs opened after it were left. One that matches no run (an unreported
+    /// handler's, one begun before tracing) ends nothing.
     pub fn returned(&mut self, e: &SigreturnEvent, out: &mut Vec<HandlerReport>) {
         let ts = e.header.ts_ns;
         let tid = e.task.tid;
         let Some(runs) = self.open.get_mut(&tid) else {
             return;
         };
-        let Some(ending) = runs
-            .iter()
-            .rposition(|run| run.on_alt_stack || run.sp > e.user_sp)
-        else {
+        let Some(ending) = runs.iter().rposition(|run| run.sp == e.user_sp) else {
             return;
         };
         let mut ended: Vec<Open> = runs.drain(ending..).collect();
@@ -223,7 +222,7 @@ mod tests {
         let mut runs = HandlerRuns::default();
         let mut out = Vec::new();
         runs.delivered(&delivery(10, 10, 0x7000, 0), Some(1), &mut out);
-        runs.returned(&sigreturn(110, 0x6000), &mut out);
+        runs.returned(&sigreturn(110, 0x7000), &mut out);
         assert_eq!(ends(&out), [(10, "returned", Some(100))]);
         assert_eq!(out[0].generation, Some(1));
         assert_eq!(runs.open_runs(), 0);
@@ -236,8 +235,8 @@ mod tests {
         runs.delivered(&delivery(0, 10, 0x7000, 0), None, &mut out);
         // SIGUSR2 arrives inside SIGUSR1's handler, lower on the stack.
         runs.delivered(&delivery(5, 12, 0x6000, 0), None, &mut out);
-        runs.returned(&sigreturn(7, 0x5000), &mut out);
-        runs.returned(&sigreturn(20, 0x6800), &mut out);
+        runs.returned(&sigreturn(7, 0x6000), &mut out);
+        runs.returned(&sigreturn(20, 0x7000), &mut out);
         assert_eq!(
             ends(&out),
             [(12, "returned", Some(2)), (10, "returned", Some(20))]
@@ -252,7 +251,7 @@ mod tests {
         // Back in the main loop at the same depth: the first handler's frame is gone.
         runs.delivered(&delivery(50, 10, 0x7000, 0), None, &mut out);
         assert_eq!(ends(&out), [(10, "left", None)]);
-        runs.returned(&sigreturn(51, 0x6000), &mut out);
+        runs.returned(&sigreturn(51, 0x7000), &mut out);
         assert_eq!(ends(&out)[1], (10, "returned", Some(1)));
     }
 
@@ -263,7 +262,7 @@ mod tests {
         runs.delivered(&delivery(0, 10, 0x7000, 0), None, &mut out);
         runs.delivered(&delivery(1, 12, 0x6000, 0), None, &mut out);
         // The inner handler jumps back into the outer one, which then returns.
-        runs.returned(&sigreturn(3, 0x6800), &mut out);
+        runs.returned(&sigreturn(3, 0x7000), &mut out);
         assert_eq!(ends(&out), [(12, "left", None), (10, "returned", Some(3))]);
     }
 
@@ -285,9 +284,24 @@ mod tests {
         let mut out = Vec::new();
         runs.returned(&sigreturn(1, 0x6000), &mut out);
         runs.delivered(&delivery(2, 10, 0x5000, 0), None, &mut out);
-        // A frame above the only open run: not its return.
-        runs.returned(&sigreturn(3, 0x6000), &mut out);
+        // An unreported handler nested in it returns first (to inside the reported one):
+        // the reported run goes on.
+        runs.returned(&sigreturn(3, 0x4800), &mut out);
         assert!(out.is_empty(), "{out:?}");
         assert_eq!(runs.open_runs(), 1);
+        runs.returned(&sigreturn(4, 0x5000), &mut out);
+        assert_eq!(ends(&out), [(10, "returned", Some(2))]);
+    }
+
+    #[test]
+    fn an_alternate_stack_handler_ends_at_its_own_return() {
+        let mut runs = HandlerRuns::default();
+        let mut out = Vec::new();
+        runs.delivered(&delivery(0, 10, 0x7000, 0), None, &mut out);
+        // SIGSEGV on the alternate stack, nested, left by a longjmp back into the first
+        // handler, which then returns.
+        runs.delivered(&delivery(1, 11, 0x6000, SA_ONSTACK), None, &mut out);
+        runs.returned(&sigreturn(5, 0x7000), &mut out);
+        assert_eq!(ends(&out), [(11, "left", None), (10, "returned", Some(5))]);
     }
 }

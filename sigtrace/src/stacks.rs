@@ -149,7 +149,10 @@ fn why_missing(id: i32) -> &'static str {
     match id.checked_neg() {
         None => "not recorded",
         Some(libc::EFAULT) => "no user stack (a kernel thread, or none could be read)",
-        Some(libc::ENOMEM | libc::EEXIST) => "the stack table is full",
+        // No BPF_F_REUSE_STACKID: a stack whose hash bucket another holds is refused, so
+        // that an id never names two stacks.
+        Some(libc::EEXIST) => "its slot in the stack table is taken by another stack",
+        Some(libc::ENOMEM) => "the stack table is full",
         Some(_) => "not recorded by the kernel",
     }
 }
@@ -203,7 +206,8 @@ mod tests {
     #[test]
     fn missing_stacks_say_why() {
         assert_eq!(why_missing(-libc::EFAULT), why_missing(-14));
-        assert!(why_missing(-libc::EEXIST).contains("full"));
+        assert!(why_missing(-libc::ENOMEM).contains("full"));
+        assert!(why_missing(-libc::EEXIST).contains("taken"));
         assert_eq!(why_missing(NO_STACK), "not recorded");
     }
 

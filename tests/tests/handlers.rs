@@ -120,3 +120,38 @@ fn without_the_option_no_handler_records() {
         1
     );
 }
+
+/// A handler the filters leave out, nested in a reported one, ends nothing: the reported
+/// run ends at its own rt_sigreturn.
+#[test]
+fn an_unreported_handlers_return_ends_no_reported_run() {
+    if !bpf_allowed("an_unreported_handlers_return_ends_no_reported_run") {
+        return;
+    }
+    let _beside = beside_others();
+    let (status, records, stderr) = launch(&[
+        "--handler-time",
+        "--signal",
+        "USR1",
+        "--",
+        "perl",
+        "-e",
+        r#"use POSIX;
+sub on { my ($sig, $code) = @_; POSIX::sigaction($sig, POSIX::SigAction->new($code, POSIX::SigSet->new, 0)) }
+on(SIGALRM, sub {});
+on(SIGUSR1, sub { kill 'ALRM', $$; select(undef, undef, undef, 0.3) });
+kill 'USR1', $$;"#,
+    ]);
+    assert_eq!(status, Some(0), "{stderr}");
+    let ends: Vec<&Value> = of_type(&records, "handler");
+    assert_eq!(ends.len(), 1, "{ends:#?}");
+    assert_eq!(signal_name(ends[0]), "SIGUSR1");
+    assert_eq!(ends[0]["end"], "returned");
+    let slack = scaled(Duration::from_millis(400)).as_millis() as u64;
+    assert!(
+        (300..300 + slack).contains(&ms(ends[0])),
+        "{} ms: {:#}",
+        ms(ends[0]),
+        ends[0]
+    );
+}

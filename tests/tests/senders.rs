@@ -139,3 +139,32 @@ fn text_names_the_kernel_as_a_timers_sender() {
         );
     }
 }
+
+/// A process may queue a signal with SI_TIMER itself (rt_sigqueueinfo): it is still the
+/// sender, not a timer.
+#[test]
+fn a_queued_si_timer_names_its_sender() {
+    if !bpf_allowed("a_queued_si_timer_names_its_sender") {
+        return;
+    }
+    let _beside = beside_others();
+    let mut target = spawn_ready(&mut perl(TRAP_PERL));
+    let pid = target.pid();
+    let mut trace = Trace::start(&["--format", "json", "--target", &pid.to_string()]);
+    let mut seen = Vec::new();
+    // siginfo: si_signo, si_errno, si_code = SI_TIMER (-2), zeros to its 128 bytes.
+    let sender = spawn_ready(perl(
+        r#"$| = 1; my $info = pack("l l l", 10, 0, -2) . ("\0" x 116); my ($target, $sig) = ($ARGV[0] + 0, 10); syscall(129, $target, $sig, $info) == 0 or die "rt_sigqueueinfo: $!"; print "ready\n"; sleep 60;"#,
+    ).arg(pid.to_string()));
+    target.wait_line("got USR1", WAIT);
+    trace.wait_for(&mut seen, WAIT, |r| {
+        r["type"] == "generate" && signal_name(r) == "SIGUSR1"
+    });
+    let records = trace.stop_json(seen);
+    let queued = generation(&records, pid, "SIGUSR1");
+    assert_eq!(queued["code"]["name"], "SI_TIMER");
+    assert_eq!(queued["sender_context"], "task", "{queued:#}");
+    assert_eq!(queued["sender"]["pid"], sender.pid(), "{queued:#}");
+    assert_eq!(queued["via"], "sigqueue", "{queued:#}");
+    assert_eq!(queued["kernel_source"], Value::Null, "{queued:#}");
+}

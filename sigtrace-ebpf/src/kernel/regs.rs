@@ -38,6 +38,11 @@ impl Regs {
     pub fn sp(self) -> u64 {
         read(self.0, conf!(offsets.regs_sp))
     }
+    /// The user code segment: 64- or 32-bit code.
+    #[inline(always)]
+    pub fn cs(self) -> u64 {
+        read(self.0, conf!(offsets.regs_cs))
+    }
 }
 
 /// A task's saved user registers (ax, dx, si, di, orig_ax, cs, sp), copied by

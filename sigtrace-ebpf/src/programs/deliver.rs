@@ -100,8 +100,8 @@ fn try_signal_deliver(ctx: &Ctx) -> Outcome {
     };
     // k_sigaction's handler and flags, in one read (fixed layout, checked by the loader).
     let (handler, sa_flags) = ka.handler_and_flags();
-    if flags & flag::HANDLER_TIME != 0 && handler > 1 {
-        count_handler(pid_tgid as u32);
+    if flags & flag::HANDLER_TIME != 0 && handler > 1 && user_abi == abi::X86_64 {
+        mark_handling(pid_tgid as u32);
     }
     emit(Wakeup::Batch(since_wakeup), |event: &mut DeliverEvent| {
         event.task.tgid = tgid;
@@ -125,14 +125,8 @@ fn try_signal_deliver(ctx: &Ctx) -> Outcome {
     Ok(())
 }
 
-/// One more handler runs in thread `tid`: its rt_sigreturn is reported.
+/// Thread `tid` runs a reported handler: its rt_sigreturns are reported from now on.
 #[inline(always)]
-fn count_handler(tid: u32) {
-    match HANDLING.get_ptr_mut(tid) {
-        // SAFETY: the value is ours while this thread runs its own signal code.
-        Some(depth) => unsafe { *depth += 1 },
-        None => {
-            let _ = HANDLING.insert(tid, 1, 0);
-        }
-    }
+fn mark_handling(tid: u32) {
+    let _ = HANDLING.insert(tid, 1, 0);
 }

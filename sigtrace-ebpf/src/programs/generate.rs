@@ -17,7 +17,7 @@ use crate::filters::{
 };
 use crate::kernel::{PIDTYPE_PGID, Siginfo, Task, current_cgroup_id, window_ids};
 use crate::maps::{PGRPS, STACKS, Scratch, TIDS, conf, scratch};
-use crate::snapshot::{sender_syscall, snapshot_recipient};
+use crate::snapshot::{in_sigqueue_syscall, sender_syscall, snapshot_recipient};
 
 /// info arguments that are not pointers (include/linux/sched/signal.h).
 const SEND_SIG_NOINFO: u64 = 0;
@@ -162,8 +162,12 @@ fn try_signal_generate(ctx: &Ctx) -> Outcome {
     if maybe_own && !kernel_origin(info <= SEND_SIG_PRIV, code) {
         return Ok(());
     }
-    // A POSIX timer's expiry: its hrtimer's interrupt sent it, whoever runs.
-    let timer = timer || code == si::TIMER;
+    // A POSIX timer's expiry: its hrtimer's interrupt sent it, whoever runs. A process may
+    // queue SI_TIMER itself (rt_sigqueueinfo, rt_tgsigqueueinfo, pidfd_send_signal): then it
+    // is the sender, in that syscall.
+    let timer = timer
+        || (code == si::TIMER
+            && (interrupt || !in_sigqueue_syscall(sender_stack, &mut windows.regs)));
     let no_sender = no_sender || timer;
     if timer && by_sender_only {
         return Ok(());

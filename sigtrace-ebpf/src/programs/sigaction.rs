@@ -2,8 +2,8 @@
 //! the record carries the action before and after the change (sys_enter remembers,
 //! sys_exit reports). --handler-time: the rt_sigreturn(2) that ends a handler (sys_enter).
 
-use aya_ebpf::helpers::bpf_get_current_pid_tgid;
-use sigtrace_common::{SigactionEvent, SigreturnEvent, drop_reason, flag};
+use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user};
+use sigtrace_common::{SigactionEvent, SigreturnEvent, abi, drop_reason, flag};
 
 use super::Outcome;
 use crate::access::{Ctx, hook};
@@ -14,6 +14,10 @@ use crate::maps::{HANDLING, SIGACTION_ENTRY, conf};
 
 const NR_RT_SIGACTION: u64 = 13;
 const NR_RT_SIGRETURN: u64 = 15;
+/// x86_64's struct rt_sigframe: pretcode (8), then struct ucontext, whose uc_mcontext (at 40:
+/// uc_flags, uc_link, uc_stack before it) holds the interrupted sp at 120 (r8..r15, di, si,
+/// bp, bx, dx, ax, cx, then sp). A uapi layout: it cannot change.
+const RT_SIGFRAME_SP: u64 = 8 + 40 + 120;
 
 /// The current task's handler, flags and mask for `sig` (zeros when out of range).
 #[inline(always)]
@@ -38,26 +42,32 @@ fn try_sys_enter(ctx: &Ctx) -> Outcome {
     }
 }
 
-/// A handler ends (or a sigreturn without one: then there is no count, and no record).
+/// A handler may end: a rt_sigreturn of a 64-bit thread that ran a reported handler. The
+/// record carries the stack pointer the signal frame restores, which is the one the handler's
+/// delivery saved: userspace pairs the two exactly (another handler's return, or one of a
+/// handler left by longjmp, matches no reported run).
 #[inline(always)]
 fn rt_sigreturn_enter(ctx: &Ctx) -> Outcome {
     let pid_tgid = bpf_get_current_pid_tgid();
-    let tid = pid_tgid as u32;
-    let Some(depth) = HANDLING.get_ptr_mut(tid) else {
+    // SAFETY: only the presence is read.
+    if unsafe { HANDLING.get(pid_tgid as u32) }.is_none() {
         return Ok(());
-    };
-    // SAFETY: the value is ours while this thread runs its own syscall.
-    unsafe {
-        if *depth > 1 {
-            *depth -= 1;
-        } else {
-            let _ = HANDLING.remove(tid);
-        }
     }
     let regs = Regs(ctx.arg(0));
+    // A 32-bit process's 15 is another syscall.
+    if regs.cs() & 0xffff != abi::USER_CS {
+        return Ok(());
+    }
+    // The handler's `ret` popped the restorer's address: the frame (struct rt_sigframe:
+    // pretcode, then the ucontext, whose mcontext holds sp at 120) starts 8 bytes below.
+    let frame = regs.sp().wrapping_sub(8);
+    // SAFETY: bpf_probe_read_user checks the address; the page was just used by the
+    // handler's return.
+    let restored_sp =
+        unsafe { bpf_probe_read_user((frame + RT_SIGFRAME_SP) as *const u64) }.unwrap_or(0);
     emit(Wakeup::Rare, |event: &mut SigreturnEvent| {
         current_ids(&mut event.task);
-        event.user_sp = regs.sp();
+        event.user_sp = restored_sp;
     });
     Ok(())
 }

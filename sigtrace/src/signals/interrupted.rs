@@ -67,12 +67,15 @@ pub fn interrupted(e: &DeliverEvent) -> Option<Interrupted> {
     if e.syscall_nr < 0 {
         return None;
     }
-    let (code, restart) = match -e.syscall_ret {
-        ERESTARTSYS => ("ERESTARTSYS", RestartRule::UnlessHandlerLacksSaRestart),
-        ERESTARTNOINTR => ("ERESTARTNOINTR", RestartRule::Always),
-        ERESTARTNOHAND => ("ERESTARTNOHAND", RestartRule::WithoutHandler),
-        ERESTART_RESTARTBLOCK => ("ERESTART_RESTARTBLOCK", RestartRule::BlockWithoutHandler),
-        EINTR => ("EINTR", RestartRule::Never),
+    // Any value may come from a record (a ptracer can set the register): no negation.
+    let (code, restart) = match e.syscall_ret {
+        r if r == -ERESTARTSYS => ("ERESTARTSYS", RestartRule::UnlessHandlerLacksSaRestart),
+        r if r == -ERESTARTNOINTR => ("ERESTARTNOINTR", RestartRule::Always),
+        r if r == -ERESTARTNOHAND => ("ERESTARTNOHAND", RestartRule::WithoutHandler),
+        r if r == -ERESTART_RESTARTBLOCK => {
+            ("ERESTART_RESTARTBLOCK", RestartRule::BlockWithoutHandler)
+        }
+        r if r == -EINTR => ("EINTR", RestartRule::Never),
         _ => return None,
     };
     let (abi, name) = match e.abi {
@@ -229,6 +232,7 @@ mod tests {
 
     #[test]
     fn no_syscall_or_a_finished_one_is_not_interrupted() {
+        assert_eq!(fate(SIGUSR1, 0x4000, 0, NR_READ, i64::MIN), None);
         assert_eq!(fate(SIGUSR1, 0x4000, 0, -1, -ERESTARTSYS), None);
         assert_eq!(fate(SIGUSR1, 0x4000, 0, NR_READ, 12), None);
         assert_eq!(fate(SIGUSR1, 0x4000, 0, NR_READ, -11), None);
