@@ -274,7 +274,7 @@ fn closed_pipe_ends_quietly_with_zero() {
         .spawn()
         .expect("pipeline");
     // Keep signalling (USR2 is ignored) until the pipeline ends.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let deadline = std::time::Instant::now() + scaled(Duration::from_secs(20));
     while pipeline.try_wait().expect("try_wait").is_none() {
         assert!(std::time::Instant::now() < deadline, "pipeline did not end");
         helper.signal(Signal::SIGUSR2);
