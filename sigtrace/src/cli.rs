@@ -152,8 +152,8 @@ pub struct TraceArgs {
     pub cgroup: Option<std::path::PathBuf>,
     /// Also report how long each signal handler ran: from its delivery to the rt_sigreturn
     /// that ends it, or that it never returned (longjmp, exit in the handler). Hooks the
-    /// entry of every system call on the machine while on (about 40 ns each on this
-    /// project's test machine, see docs/performance.md).
+    /// entry of every system call on the machine while on: each pays for a BPF program run
+    /// (`cargo xtask bench` measures it; docs/performance.md).
     #[arg(long, help_heading = "Output")]
     pub handler_time: bool,
     /// Also show the sender's user and kernel stacks for each signal a process sent, by
