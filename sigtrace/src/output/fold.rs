@@ -23,7 +23,7 @@ use std::io::{self, Write};
 
 use super::{
     Stamp,
-    text::{self, Duration, Written},
+    text::{self, Duration, Key, Written},
 };
 use crate::correlate::Report;
 
@@ -106,11 +106,10 @@ impl Folder {
             return out.write_all(line);
         }
         let key = written.key(line);
-        let key = key.as_ref();
         if let Some(burst) = &mut self.burst {
             if let Some(i) = self.recent[burst.start..]
                 .iter()
-                .position(|shown| shown.key == key)
+                .position(|shown| key.is(&shown.key))
             {
                 burst.counts[i] += 1;
                 burst.last_ts = written.ts_ns;
@@ -146,8 +145,8 @@ impl Folder {
     /// Where in `recent` a group that `key` repeats begins: the latest line equal to it,
     /// when the lines from there on are all different (each folded line counts for exactly
     /// one line of the group).
-    fn group_starting_with(&self, key: &[u8]) -> Option<usize> {
-        let start = self.recent.iter().rposition(|shown| shown.key == key)?;
+    fn group_starting_with(&self, key: Key<'_>) -> Option<usize> {
+        let start = self.recent.iter().rposition(|shown| key.is(&shown.key))?;
         let group = &self.recent[start..];
         group
             .iter()
@@ -167,7 +166,7 @@ impl Folder {
             }
         };
         shown.key.clear();
-        shown.key.extend_from_slice(&written.key(line));
+        written.key(line).extend(&mut shown.key);
         shown.ts_ns = written.ts_ns;
         self.recent.push(shown);
         Ok(())

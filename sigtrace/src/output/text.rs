@@ -2,7 +2,6 @@
 //! installed for it, what happened next; fan-outs as one block with a line per member.
 
 use std::{
-    borrow::Cow,
     io::{self, Write},
     ops::Range,
 };
@@ -45,15 +44,35 @@ pub struct Written {
 }
 
 impl Written {
-    /// The bytes of `line` (what was written) that identical events share.
-    pub fn key<'l>(&self, line: &'l [u8]) -> Cow<'l, [u8]> {
-        let stable = &line[self.stable.clone()];
+    /// The bytes of `line` (what was written) that identical events share, in two parts
+    /// (before and after `skip`): compared in place, with no copy per line.
+    pub fn key<'l>(&self, line: &'l [u8]) -> Key<'l> {
         if self.skip.is_empty() {
-            return Cow::Borrowed(stable);
+            return Key(&line[self.stable.clone()], &[]);
         }
-        let mut key = line[self.stable.start..self.skip.start].to_vec();
-        key.extend_from_slice(&line[self.skip.end..self.stable.end]);
-        Cow::Owned(key)
+        Key(
+            &line[self.stable.start..self.skip.start],
+            &line[self.skip.end..self.stable.end],
+        )
+    }
+}
+
+/// A line's [`Written::key`]: its two parts, as one byte string.
+#[derive(Clone, Copy)]
+pub struct Key<'l>(&'l [u8], &'l [u8]);
+
+impl Key<'_> {
+    /// Whether `bytes` (a key kept as one string) is this key.
+    pub fn is(self, bytes: &[u8]) -> bool {
+        bytes.len() == self.0.len() + self.1.len()
+            && bytes.starts_with(self.0)
+            && bytes.ends_with(self.1)
+    }
+
+    /// Appends the key to `out`.
+    pub fn extend(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.0);
+        out.extend_from_slice(self.1);
     }
 }
 
