@@ -172,6 +172,10 @@ pub struct TraceArgs {
     /// Append the output to FILE instead of standard output.
     #[arg(short, long, value_name = "FILE", help_heading = "Output")]
     pub output: Option<PathBuf>,
+    /// Print no events: with --metrics, a metrics-only daemon; with --summary, the summary
+    /// alone. The end-of-run line still goes to stderr.
+    #[arg(short, long, help_heading = "Output")]
+    pub quiet: bool,
     /// Timestamps relative to the start of tracing.
     #[arg(short, long, conflicts_with = "no_time", help_heading = "Output")]
     pub relative: bool,
@@ -204,6 +208,33 @@ pub struct TraceArgs {
     /// threads), -vvv everything. RUST_LOG (env_logger syntax) overrides it.
     #[arg(short, long, action = clap::ArgAction::Count, help_heading = "Output")]
     pub verbose: u8,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464): signals
+    /// generated, delivered (by outcome), processes killed, fan-outs, records lost and
+    /// dropped, the ring buffer's fill. Counts every event the filters keep, whatever the
+    /// output shows. No pid labels; see --metrics-labels.
+    #[arg(long, value_name = "ADDR", help_heading = "Metrics")]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Also label the signal, delivery and death counters with the recipient's comm, systemd
+    /// unit or cgroup path (comma-separated). Each label takes at most --metrics-label-limit
+    /// distinct values; later ones count under "_overflow".
+    #[arg(
+        long,
+        value_name = "LABELS",
+        value_enum,
+        value_delimiter = ',',
+        requires = "metrics",
+        help_heading = "Metrics"
+    )]
+    pub metrics_labels: Vec<crate::metrics::RecipientLabel>,
+    /// Distinct values each --metrics-labels label may take.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 100,
+        requires = "metrics_labels",
+        help_heading = "Metrics"
+    )]
+    pub metrics_label_limit: usize,
     /// Kernel ring buffer size, e.g. 4M or 256K (a power of two, at least 4K).
     #[arg(long, value_name = "BYTES", default_value = "4M", value_parser = parse_size)]
     pub ring_size: u32,

@@ -19,6 +19,7 @@ mod kernel_log;
 pub mod knowledge;
 mod launch;
 mod loader;
+pub mod metrics;
 pub mod output;
 pub mod signals;
 pub mod stacks;

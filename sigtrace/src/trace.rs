@@ -29,6 +29,7 @@ use crate::{
     kernel_log,
     launch::{self, Held},
     loader::{self, KernelFilter, LoadOptions, ProbeKind, Probes, ProgramCost},
+    metrics::{Metrics, MetricsOptions, http, ring::RingPositions},
     output::{Output, OutputOptions, TimeMode, Totals},
     signals::Signal,
     stacks::Stacks,
@@ -200,6 +201,7 @@ fn output_options(args: &TraceArgs) -> OutputOptions {
         },
         summary: args.summary,
         summary_only: args.summary_only,
+        quiet: args.quiet,
         // With --pid/--sender/--target every exit the kernel sends concerns a chosen or a
         // signalled process.
         all_exits: args.all_exits
@@ -275,6 +277,8 @@ pub fn run(args: &TraceArgs) -> Result<u8, Error> {
     let filter = build_filter(args)?;
     let options = output_options(args);
     let (writer, live) = open_writer(args)?;
+    // Bound before anything is attached: a taken port is bad input, with nothing to undo.
+    let metrics_listener = args.metrics.map(http::bind).transpose()?;
     // Fork before any thread exists (the runtime is started below).
     let mut held = if args.command.is_empty() {
         None
@@ -308,15 +312,42 @@ pub fn run(args: &TraceArgs) -> Result<u8, Error> {
     if args.handler_time {
         correlator = correlator.with_handler_time();
     }
+    let (metrics, registry) = match metrics_listener {
+        Some(listener) => {
+            let (metrics, registry) = Metrics::new(
+                &MetricsOptions {
+                    labels: args.metrics_labels.clone(),
+                    label_limit: args.metrics_label_limit,
+                },
+                args.ring_size,
+            );
+            let ring = RingPositions::map(probes.events.as_fd())
+                .map_err(|e| {
+                    eprintln!("sigtrace: warning: the ring buffer's fill is not measured: {e}")
+                })
+                .ok();
+            (
+                Some(PumpMetrics { metrics, ring }),
+                Some((listener, std::sync::Arc::new(registry))),
+            )
+        }
+        None => (None, None),
+    };
     let pump = Pump {
         correlator,
+        metrics,
         cgroups: cgroup_resolver(args),
         stacks: probes.stacks.take().map(Stacks::new),
         reports: Vec::with_capacity(256),
         events: 0,
         lost_seen: 0,
     };
-    let result = runtime.block_on(trace_loop(&mut probes, &mut output, held.as_mut(), pump));
+    let result = runtime.block_on(async {
+        if let Some((listener, registry)) = registry {
+            tokio::spawn(http::serve(listener, registry));
+        }
+        trace_loop(&mut probes, &mut output, held.as_mut(), pump).await
+    });
     // Detach before reporting, so nothing stays attached whatever happens next.
     let lost = probes.lost();
     let drops = probes.drops();
@@ -437,7 +468,7 @@ async fn trace_loop(
                 // Errors go to `step`, as the other arms': a closed or given-up output
                 // ends the run below, not with `?` here.
                 pump.drain(probes, output, None)
-                    .and_then(|_| pump.settle(output))
+                    .and_then(|_| pump.settle(probes, output))
                     .map(|_| None)
             }
             guard = ring.readable() => {
@@ -504,6 +535,8 @@ fn stop_now(launching: bool, interrupts: u32) -> Option<End> {
 
 struct Pump {
     correlator: Correlator,
+    /// --metrics: the counters, and the ring's positions for its fill.
+    metrics: Option<PumpMetrics>,
     /// Names the cgroup ids of the records; None without a cgroup v2 mount.
     cgroups: Option<CgroupResolver>,
     /// Symbolizes the senders' stacks (--stack).
@@ -511,6 +544,11 @@ struct Pump {
     reports: Vec<Report>,
     events: u64,
     lost_seen: u64,
+}
+
+struct PumpMetrics {
+    metrics: Metrics,
+    ring: Option<RingPositions>,
 }
 
 impl Pump {
@@ -523,6 +561,13 @@ impl Pump {
         output: &mut Output<Box<dyn Write>>,
         until: Option<u64>,
     ) -> Result<bool, Error> {
+        if let Some(PumpMetrics {
+            metrics,
+            ring: Some(ring),
+        }) = &self.metrics
+        {
+            metrics.set_ring_used(ring.used());
+        }
         let mut exited = Vec::new();
         let mut taken = 0;
         let mut more = false;
@@ -589,9 +634,17 @@ impl Pump {
         eprintln!("{line}");
     }
 
-    fn settle(&mut self, output: &mut Output<Box<dyn Write>>) -> Result<(), Error> {
+    fn settle(
+        &mut self,
+        probes: &Probes,
+        output: &mut Output<Box<dyn Write>>,
+    ) -> Result<(), Error> {
         self.correlator.settle(Clock::mono_now(), &mut self.reports);
         self.emit(output)?;
+        if let Some(m) = &self.metrics {
+            m.metrics
+                .set_totals(self.events, probes.lost(), &probes.drops().0);
+        }
         output
             .flush()
             .map_err(|e| Error::io("writing the output", e))
@@ -611,13 +664,23 @@ impl Pump {
     }
 
     fn emit(&mut self, output: &mut Output<Box<dyn Write>>) -> Result<(), Error> {
+        let metrics_cgroups = self
+            .metrics
+            .as_ref()
+            .is_some_and(|m| m.metrics.wants_cgroups());
         for mut report in self.reports.drain(..) {
+            let shown = output.shows(&report);
+            if (shown || metrics_cgroups)
+                && let Some(cgroups) = &mut self.cgroups
+            {
+                name_cgroups(cgroups, &mut report);
+            }
+            if let Some(m) = &mut self.metrics {
+                m.metrics.observe(&report);
+            }
             // The /proc reads are for the line only: none for a report nobody will see.
-            if output.shows(&report) {
+            if shown {
                 enrich_report(&mut report);
-                if let Some(cgroups) = &mut self.cgroups {
-                    name_cgroups(cgroups, &mut report);
-                }
                 if let (Some(stacks), Report::Generate(g)) = (&mut self.stacks, &mut report) {
                     let e = &g.event;
                     g.sender_stack = stacks.resolve(e.sender.tgid, e.user_stack, e.kernel_stack);

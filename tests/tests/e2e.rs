@@ -16,6 +16,7 @@ mod hostile;
 mod interrupted;
 mod kernel_log;
 mod knowledge;
+mod metrics;
 mod outcomes;
 mod schema;
 mod senders;

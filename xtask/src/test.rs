@@ -85,6 +85,15 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
             "xtask test: WARNING: not root — the end-to-end tests that load BPF will skip (they fail instead when CI=true); run `sudo -E cargo xtask test` to run them"
         );
     }
+    // The metrics tests run a real Prometheus (here and, through the host's files, in the
+    // guests).
+    if let Err(e) = vm::ensure_programs(&[("prometheus", "prometheus"), ("promtool", "prometheus")])
+    {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            return Err(e);
+        }
+        eprintln!("xtask test: WARNING: {e:#} — the metrics tests will skip");
+    }
     let sigtrace = sigtrace_debug_binary()?;
     // What sigtrace picks by itself here: the host's first run is in it, the others not.
     let auto = auto_probe_mode(&sigtrace);

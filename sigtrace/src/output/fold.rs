@@ -251,6 +251,7 @@ mod tests {
             time: TimeMode::Relative,
             summary: false,
             summary_only: false,
+            quiet: false,
             all_exits: true,
             fold,
             masks: false,

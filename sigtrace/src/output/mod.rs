@@ -35,6 +35,9 @@ pub struct OutputOptions {
     pub summary: bool,
     /// No per-event lines, only the summary.
     pub summary_only: bool,
+    /// Nothing at all in the output (--quiet: the metrics or the stderr line are the result),
+    /// but the summary when asked for.
+    pub quiet: bool,
     /// Show every exit, not only those of processes that were signalled.
     pub all_exits: bool,
     /// Text: fold bursts of identical lines into one count (not --no-fold).
@@ -78,7 +81,10 @@ impl<W: Write> Output<W> {
             summary: summary::Summary::default(),
             flush_each,
             line: Vec::with_capacity(1024),
-            folder: (options.format == Format::Text && options.fold && !options.summary_only)
+            folder: (options.format == Format::Text
+                && options.fold
+                && !options.summary_only
+                && !options.quiet)
                 .then(fold::Folder::default),
         }
     }
@@ -91,14 +97,14 @@ impl<W: Write> Output<W> {
     /// Whether `report` gets a line (or a record) of its own; the summary counts it either
     /// way.
     pub fn shows(&self, report: &Report) -> bool {
-        if self.options.summary_only {
+        if self.options.summary_only || self.options.quiet {
             return false;
         }
         !matches!(report, Report::Exit(exit) if !exit.relevant && !self.options.all_exits)
     }
 
     pub fn report(&mut self, report: &Report) -> io::Result<()> {
-        if self.options.summary || self.options.summary_only {
+        if self.wants_summary() {
             self.summary.add(report);
         }
         if !self.shows(report) {
@@ -134,8 +140,17 @@ impl<W: Write> Output<W> {
         Ok(())
     }
 
+    /// --summary or --summary-only; --quiet alone prints none.
+    fn wants_summary(&self) -> bool {
+        self.options.summary || self.options.summary_only
+    }
+
     /// Events were lost in the kernel since the last call: say so at once, in the stream.
     pub fn loss(&mut self, newly_lost: u64, total_lost: u64) -> io::Result<()> {
+        if self.options.quiet {
+            // No stream to say it in: the end-of-run line on stderr counts them.
+            return Ok(());
+        }
         match self.options.format {
             Format::Text => {
                 if let Some(folder) = &mut self.folder {
@@ -168,7 +183,7 @@ impl<W: Write> Output<W> {
         if let Some(folder) = &mut self.folder {
             folder.end(&mut self.writer, &self.stamp)?;
         }
-        if self.options.summary || self.options.summary_only {
+        if self.wants_summary() {
             match self.options.format {
                 Format::Text => self.summary.write_text(&mut self.writer, totals)?,
                 Format::Json => self.summary.write_json(&mut self.writer, totals)?,

@@ -216,7 +216,7 @@ pub(super) fn sigaction(
 /// A run with every kind of report: a handled SIGUSR1, an ignored SIGUSR2, a kill(-10)
 /// fan-out whose members ignore, handle and die of SIGTERM (one leaving a child behind), a
 /// ^C from a tty to a containerised group, a fork and two sigaction calls (one refused).
-fn scenario() -> Vec<Report> {
+pub(crate) fn scenario() -> Vec<Report> {
     let sh = task(1044, b"sh");
     let bash = task(10, b"bash");
     let perl = task(11, b"perl");
@@ -338,6 +338,7 @@ fn options(format: Format, time: TimeMode) -> OutputOptions {
         time,
         summary: true,
         summary_only: false,
+        quiet: false,
         all_exits: false,
         fold: true,
         masks: false,
@@ -777,6 +778,7 @@ fn text_tells_the_story_line_by_line() {
 fn summary_only_prints_the_summary_and_all_exits_shows_every_exit() {
     let quiet = OutputOptions {
         summary_only: true,
+        quiet: false,
         ..options(Format::Json, TimeMode::None)
     };
     let records = records(quiet);

@@ -62,6 +62,25 @@ pub fn tools() -> anyhow::Result<Tools> {
     })
 }
 
+/// Installs the packages of the programs that are missing: (program, Debian package).
+pub fn ensure_programs(programs: &[(&str, &str)]) -> anyhow::Result<()> {
+    let mut missing: Vec<&str> = programs
+        .iter()
+        .filter(|(program, _)| find(program).is_none())
+        .map(|&(_, package)| package)
+        .collect();
+    missing.dedup();
+    if !missing.is_empty() {
+        install(&missing)?;
+    }
+    for (program, package) in programs {
+        find(program).with_context(|| {
+            format!("{program} is still missing after installing {package}; is it on PATH?")
+        })?;
+    }
+    Ok(())
+}
+
 /// A program on PATH or in the sbin directories (which a non-root PATH may lack).
 fn find(name: &str) -> Option<PathBuf> {
     let path = env::var_os("PATH").unwrap_or_default();
