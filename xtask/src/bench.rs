@@ -163,6 +163,8 @@ enum Mode {
     HandlerTime,
     /// Text with --stack: two stacks per generation, symbolized.
     Stack,
+    /// A metrics daemon: --quiet --metrics, labelled by comm (every report counted).
+    Metrics,
     Bpftrace,
 }
 
@@ -170,7 +172,7 @@ enum Mode {
 const SIGTRACE_MODES: [Mode; 4] = [Mode::Text, Mode::Json, Mode::Filtered, Mode::NothingKept];
 /// What the options that cost more add: run by this tree's sigtrace only (a baseline may
 /// not have them).
-const OPTION_MODES: [Mode; 2] = [Mode::HandlerTime, Mode::Stack];
+const OPTION_MODES: [Mode; 3] = [Mode::HandlerTime, Mode::Stack, Mode::Metrics];
 
 impl Mode {
     fn label(self) -> &'static str {
@@ -182,6 +184,7 @@ impl Mode {
             Mode::NothingKept => "sigtrace --signal 63 (keeps nothing)",
             Mode::HandlerTime => "sigtrace --handler-time (text)",
             Mode::Stack => "sigtrace --stack (text)",
+            Mode::Metrics => "sigtrace --quiet --metrics (by comm)",
             Mode::Bpftrace => "bpftrace (printf per event)",
         }
     }
@@ -199,6 +202,14 @@ impl Mode {
             Mode::NothingKept => &["--signal", "63"],
             Mode::HandlerTime => &["--handler-time"],
             Mode::Stack => &["--stack"],
+            // Port 0: any free one; nothing scrapes it, the cost is the counting.
+            Mode::Metrics => &[
+                "--quiet",
+                "--metrics",
+                "127.0.0.1:0",
+                "--metrics-labels",
+                "comm",
+            ],
             Mode::Untraced | Mode::Text | Mode::Bpftrace => &[],
         };
         args.iter().map(|a| a.to_string()).collect()
@@ -1176,7 +1187,8 @@ fn run_mode(bench: &Bench, mode: Mode, variant: Option<usize>, n: u64) -> anyhow
             | Mode::Filtered
             | Mode::NothingKept
             | Mode::HandlerTime
-            | Mode::Stack,
+            | Mode::Stack
+            | Mode::Metrics,
             Some(variant),
         ) => Ok(run_sigtrace(bench, mode, variant, n, false, false)?.sample),
         (_, None) => bail!("{} needs a sigtrace", mode.label()),
