@@ -17,6 +17,7 @@ mod interrupted;
 mod kernel_log;
 mod knowledge;
 mod outcomes;
+mod rotation;
 mod schema;
 mod senders;
 mod stacks;
