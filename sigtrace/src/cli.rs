@@ -22,7 +22,8 @@ Examples:
   sigtrace diff 3508 3511                  two processes side by side
 
 Signals: INT, TERM and HUP stop tracing (with -- COMMAND a first ^C goes to the command, a
-second stops sigtrace); USR1 prints a stats line on stderr (events, lost, table sizes).
+second stops sigtrace), except that with -o HUP reopens FILE (logrotate: move it, then HUP);
+USR1 prints a stats line on stderr (events, lost, table sizes).
 
 Exit status: 0 done, 1 tracer failure, 2 bad input or missing privilege, 3 events were lost;
 with -- COMMAND, the command's own exit status (128+N when killed by signal N).";
@@ -169,13 +170,39 @@ pub struct TraceArgs {
     /// Print only the summary.
     #[arg(long, help_heading = "Output")]
     pub summary_only: bool,
-    /// Append the output to FILE instead of standard output.
+    /// Append the output to FILE instead of standard output. SIGHUP then reopens FILE (after
+    /// logrotate moved it) instead of stopping the trace; a reopen that fails ends it with
+    /// status 1.
     #[arg(short, long, value_name = "FILE", help_heading = "Output")]
     pub output: Option<PathBuf>,
     /// Print no events: with --metrics, a metrics-only daemon; with --summary, the summary
     /// alone. The end-of-run line still goes to stderr.
     #[arg(short, long, help_heading = "Output")]
     pub quiet: bool,
+    /// With -o: before a record would take FILE past BYTES (e.g. 100M, 512K; at least 4K),
+    /// rename it to FILE.1 (FILE.1 to FILE.2, ...) and start a new FILE. Records are never
+    /// split; one larger than BYTES fills a file alone. A rotation that fails ends the trace
+    /// with status 1.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        requires = "output",
+        value_parser = parse_rotate_size,
+        help_heading = "Output"
+    )]
+    pub rotate_size: Option<u64>,
+    /// With --rotate-size: how many rotated files to keep (0 to 1000), FILE.1 (newest) to
+    /// FILE.N; the one older is deleted. 0 keeps none: a full FILE is deleted and started
+    /// afresh.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = ROTATE_KEEP_DEFAULT,
+        requires = "rotate_size",
+        value_parser = clap::value_parser!(u32).range(0..=ROTATE_KEEP_MAX as i64),
+        help_heading = "Output"
+    )]
+    pub rotate_keep: u32,
     /// Timestamps relative to the start of tracing.
     #[arg(short, long, conflicts_with = "no_time", help_heading = "Output")]
     pub relative: bool,
@@ -254,8 +281,38 @@ pub struct TraceArgs {
     pub command: Vec<String>,
 }
 
+/// --rotate-keep when not given.
+pub const ROTATE_KEEP_DEFAULT: u32 = 5;
+/// Each rotation renames every kept file: a bound on its work.
+pub const ROTATE_KEEP_MAX: u32 = 1000;
+/// The smallest --rotate-size: a few records a file (a JSON generate record is about 1 KiB,
+/// more with --stack).
+const ROTATE_SIZE_MIN: u64 = 4096;
+
 /// "4M", "256K", "65536" → bytes; a power of two between 4 KiB and 1 GiB.
 pub fn parse_size(text: &str) -> Result<u32, String> {
+    let bytes = parse_bytes(text)?;
+    if !bytes.is_power_of_two() || !(4096..=1 << 30).contains(&bytes) {
+        return Err(format!(
+            "{bytes} bytes: the ring buffer size must be a power of two between 4K and 1G"
+        ));
+    }
+    Ok(bytes as u32)
+}
+
+/// --rotate-size: "100M", "512K", "65536" → bytes, at least 4 KiB.
+pub fn parse_rotate_size(text: &str) -> Result<u64, String> {
+    let bytes = parse_bytes(text)?;
+    if bytes < ROTATE_SIZE_MIN {
+        return Err(format!(
+            "{bytes} bytes: rotate at 4K or more (a file should hold a few records)"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Bytes, or a number with a K/M/G suffix (powers of 1024).
+fn parse_bytes(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let (digits, factor) = match text.char_indices().last() {
         Some((i, 'k' | 'K')) => (&text[..i], 1u64 << 10),
@@ -263,17 +320,11 @@ pub fn parse_size(text: &str) -> Result<u32, String> {
         Some((i, 'g' | 'G')) => (&text[..i], 1 << 30),
         _ => (text, 1),
     };
-    let bytes = digits
+    digits
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(factor))
-        .ok_or_else(|| format!("\"{text}\" is not a size; use bytes or a K/M/G suffix, e.g. 4M"))?;
-    if !bytes.is_power_of_two() || !(4096..=1 << 30).contains(&bytes) {
-        return Err(format!(
-            "{bytes} bytes: the ring buffer size must be a power of two between 4K and 1G"
-        ));
-    }
-    Ok(bytes as u32)
+        .ok_or_else(|| format!("\"{text}\" is not a size; use bytes or a K/M/G suffix, e.g. 4M"))
 }
 
 #[cfg(test)]
@@ -293,6 +344,58 @@ mod tests {
         assert_eq!(parse_size("4096"), Ok(4096));
         assert!(parse_size("3000").is_err());
         assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn rotate_sizes() {
+        assert_eq!(parse_rotate_size("100M"), Ok(100 << 20));
+        assert_eq!(parse_rotate_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_rotate_size("4K"), Ok(4096));
+        // Any size, not only powers of two.
+        assert_eq!(parse_rotate_size("5000"), Ok(5000));
+        assert_eq!(parse_rotate_size("3G"), Ok(3 << 30));
+        let small = parse_rotate_size("4095").expect_err("below 4K");
+        assert!(small.contains("4K or more"), "{small}");
+        for bad in ["", "1.5M", "10X", "-4K", "99999999999G"] {
+            assert!(parse_rotate_size(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn rotation_needs_an_output_file_and_a_size() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args.iter().copied());
+        let cli = parse(&["sigtrace", "-o", "f", "--rotate-size", "1M"]).expect("parses");
+        assert_eq!(cli.trace.rotate_size, Some(1 << 20));
+        assert_eq!(cli.trace.rotate_keep, ROTATE_KEEP_DEFAULT);
+        let cli = parse(&[
+            "sigtrace",
+            "-o",
+            "f",
+            "--rotate-size",
+            "1M",
+            "--rotate-keep",
+            "0",
+        ])
+        .expect("parses");
+        assert_eq!(cli.trace.rotate_keep, 0);
+        for args in [
+            &["sigtrace", "--rotate-size", "1M"][..],
+            &["sigtrace", "-o", "f", "--rotate-keep", "3"],
+            &["sigtrace", "--rotate-size", "1M", "--rotate-keep", "3"],
+            &["sigtrace", "-o", "f", "--rotate-size", "1K"],
+            &[
+                "sigtrace",
+                "-o",
+                "f",
+                "--rotate-size",
+                "1M",
+                "--rotate-keep",
+                "1001",
+            ],
+        ] {
+            let err = parse(args).expect_err("refused");
+            assert_eq!(err.exit_code(), 2, "{args:?}: {err}");
+        }
     }
 
     #[test]

@@ -30,7 +30,10 @@ use crate::{
     launch::{self, Held},
     loader::{self, KernelFilter, LoadOptions, ProbeKind, Probes, ProgramCost},
     metrics::{Metrics, MetricsOptions, http, ring::RingPositions},
-    output::{Output, OutputOptions, TimeMode, Totals},
+    output::{
+        Output, OutputOptions, Reopen, TimeMode, Totals,
+        rotate::{LogFile, Rotation},
+    },
     signals::Signal,
     stacks::Stacks,
 };
@@ -217,15 +220,16 @@ fn output_options(args: &TraceArgs) -> OutputOptions {
 /// Where the output goes: stdout (flushed per line when someone reads it live) or a file.
 /// Either is written through [`stopping::Watched`], so that a stop request can end a write that
 /// blocks.
-fn open_writer(args: &TraceArgs) -> Result<(Box<dyn Write>, bool), Error> {
+fn open_writer(args: &TraceArgs) -> Result<(Sink, bool), Error> {
     match &args.output {
         Some(path) => {
-            let file = crate::output::file::open_append(path).map_err(|e| bad(e.to_string()))?;
-            let watched = stopping::Watched(file);
-            Ok((
-                Box::new(BufWriter::with_capacity(64 * 1024, watched)),
-                false,
-            ))
+            let rotation = args.rotate_size.map(|size| Rotation {
+                size,
+                keep: args.rotate_keep,
+            });
+            let file =
+                LogFile::open(path, rotation, stopping::Watched).map_err(|e| bad(e.to_string()))?;
+            Ok((Sink::File(file), false))
         }
         None => {
             let stdout = io::stdout();
@@ -239,7 +243,57 @@ fn open_writer(args: &TraceArgs) -> Result<(Box<dyn Write>, bool), Error> {
                 .try_clone_to_owned()
                 .map_err(|e| Error::io("standard output", e))?;
             let watched = stopping::Watched(std::fs::File::from(fd));
-            Ok((Box::new(BufWriter::with_capacity(64 * 1024, watched)), live))
+            Ok((
+                Sink::Stdout(BufWriter::with_capacity(64 * 1024, watched)),
+                live,
+            ))
+        }
+    }
+}
+
+/// The output's writer: standard output, or `-o FILE`, which SIGHUP reopens and
+/// `--rotate-size` rotates.
+enum Sink {
+    Stdout(BufWriter<stopping::Watched<std::fs::File>>),
+    File(LogFile<stopping::Watched<std::fs::File>>),
+}
+
+impl Sink {
+    /// SIGHUP reopens the output rather than stopping the trace.
+    fn reopens(&self) -> bool {
+        matches!(self, Sink::File(_))
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Stdout(w) => w.write(buf),
+            Sink::File(w) => w.write(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Sink::Stdout(w) => w.write_all(buf),
+            Sink::File(w) => w.write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Stdout(w) => w.flush(),
+            Sink::File(w) => w.flush(),
+        }
+    }
+}
+
+impl Reopen for Sink {
+    fn reopen(&mut self) -> io::Result<()> {
+        match self {
+            // Never asked: SIGHUP stops a trace to stdout.
+            Sink::Stdout(w) => w.flush(),
+            Sink::File(w) => w.reopen(),
         }
     }
 }
@@ -279,6 +333,7 @@ pub fn run(args: &TraceArgs) -> Result<u8, Error> {
     let (writer, live) = open_writer(args)?;
     // Bound before anything is attached: a taken port is bad input, with nothing to undo.
     let metrics_listener = args.metrics.map(http::bind).transpose()?;
+    let hup_reopens = writer.reopens();
     // Fork before any thread exists (the runtime is started below).
     let mut held = if args.command.is_empty() {
         None
@@ -346,7 +401,7 @@ pub fn run(args: &TraceArgs) -> Result<u8, Error> {
         if let Some((listener, registry)) = registry {
             tokio::spawn(http::serve(listener, registry));
         }
-        trace_loop(&mut probes, &mut output, held.as_mut(), pump).await
+        trace_loop(&mut probes, &mut output, held.as_mut(), pump, hup_reopens).await
     });
     // Detach before reporting, so nothing stays attached whatever happens next.
     let lost = probes.lost();
@@ -388,9 +443,10 @@ pub fn run(args: &TraceArgs) -> Result<u8, Error> {
 
 async fn trace_loop(
     probes: &mut Probes,
-    output: &mut Output<Box<dyn Write>>,
+    output: &mut Output<Sink>,
     mut held: Option<&mut Held>,
     mut pump: Pump,
+    hup_reopens: bool,
 ) -> Result<(End, u64), Error> {
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| Error::io("SIGINT handler", e))?;
     let mut sigterm =
@@ -398,7 +454,8 @@ async fn trace_loop(
     let mut sighup = signal(SignalKind::hangup()).map_err(|e| Error::io("SIGHUP handler", e))?;
     let mut sigusr1 =
         signal(SignalKind::user_defined1()).map_err(|e| Error::io("SIGUSR1 handler", e))?;
-    stopping::install(held.is_some()).map_err(|e| Error::io("the stop signal handlers", e))?;
+    stopping::install(held.is_some(), !hup_reopens)
+        .map_err(|e| Error::io("the stop signal handlers", e))?;
     let ring_fd = probes.events.as_fd().try_clone_to_owned();
     let ring = watch(ring_fd.map_err(|e| Error::io("ring buffer fd", e))?)
         .map_err(|e| Error::io("watching the ring buffer", e))?;
@@ -445,7 +502,19 @@ async fn trace_loop(
                 Ok(stop_now(held.is_some(), interrupts))
             }
             _ = sigterm.recv() => Ok(Some(End::Stopped)),
-            _ = sighup.recv() => Ok(Some(End::Stopped)),
+            _ = sighup.recv() => {
+                if hup_reopens {
+                    // logrotate moved the file: what came before the HUP is in the moved
+                    // file, what comes after in a new one. A failure ends the trace (status 1)
+                    // rather than writing on into a file that may be gone.
+                    output
+                        .reopen()
+                        .map(|_| None)
+                        .map_err(|e| Error::io("reopening the output on SIGHUP", e))
+                } else {
+                    Ok(Some(End::Stopped))
+                }
+            }
             _ = sigusr1.recv() => {
                 pump.print_stats(probes, output);
                 Ok(None)
@@ -527,8 +596,9 @@ fn cost_line(kind: ProbeKind, costs: &[ProgramCost]) -> String {
 }
 
 /// In launch mode the terminal's ^C also reaches the command: keep tracing to see what it
-/// does with it, and stop only on a second ^C (or when it ends). SIGTERM and SIGHUP, which
-/// only someone aiming at sigtrace sends, stop at once.
+/// does with it, and stop only on a second ^C (or when it ends). SIGTERM and SIGHUP (but
+/// with `-o` SIGHUP reopens the file), which only someone aiming at sigtrace sends, stop at
+/// once.
 fn stop_now(launching: bool, interrupts: u32) -> Option<End> {
     (!launching || interrupts >= 2).then_some(End::Stopped)
 }
@@ -558,7 +628,7 @@ impl Pump {
     fn drain(
         &mut self,
         probes: &mut Probes,
-        output: &mut Output<Box<dyn Write>>,
+        output: &mut Output<Sink>,
         until: Option<u64>,
     ) -> Result<bool, Error> {
         if let Some(PumpMetrics {
@@ -616,7 +686,7 @@ impl Pump {
     /// SIGUSR1 (like dd's): one line on stderr with the events so far, the kernel's loss
     /// count, the records it dropped by reason (only when some were) and the size of every
     /// internal table — what a long run watches for growth.
-    fn print_stats(&self, probes: &Probes, output: &Output<Box<dyn Write>>) {
+    fn print_stats(&self, probes: &Probes, output: &Output<Sink>) {
         let mut line = format!(
             "sigtrace: stats: events {} lost {}{} tables",
             self.events,
@@ -634,11 +704,7 @@ impl Pump {
         eprintln!("{line}");
     }
 
-    fn settle(
-        &mut self,
-        probes: &Probes,
-        output: &mut Output<Box<dyn Write>>,
-    ) -> Result<(), Error> {
+    fn settle(&mut self, probes: &Probes, output: &mut Output<Sink>) -> Result<(), Error> {
         self.correlator.settle(Clock::mono_now(), &mut self.reports);
         self.emit(output)?;
         if let Some(m) = &self.metrics {
@@ -652,18 +718,14 @@ impl Pump {
 
     /// The last drain: what the ring holds from before now (the launched command's exit may
     /// still be in flight), but not a storm that goes on after the stop.
-    fn finish(
-        &mut self,
-        probes: &mut Probes,
-        output: &mut Output<Box<dyn Write>>,
-    ) -> Result<(), Error> {
+    fn finish(&mut self, probes: &mut Probes, output: &mut Output<Sink>) -> Result<(), Error> {
         let stop = Clock::mono_now();
         while self.drain(probes, output, Some(stop))? {}
         self.correlator.flush(&mut self.reports);
         self.emit(output)
     }
 
-    fn emit(&mut self, output: &mut Output<Box<dyn Write>>) -> Result<(), Error> {
+    fn emit(&mut self, output: &mut Output<Sink>) -> Result<(), Error> {
         let metrics_cgroups = self
             .metrics
             .as_ref()
@@ -751,7 +813,8 @@ fn name_cgroups(cgroups: &mut CgroupResolver, report: &mut Report) {
 /// waits for its reader and the kernel counts what the ring cannot take. Once a stop is asked
 /// for, waiting is bounded:
 ///
-/// - `on_stop`, chained in front of tokio's handlers for SIGINT, SIGTERM and SIGHUP, counts
+/// - `on_stop`, chained in front of tokio's handlers for SIGINT, SIGTERM and SIGHUP (not
+///   with `-o`, where SIGHUP reopens the file and the trace goes on), counts
 ///   each SIGINT and, when the signal stops the run (the second ^C in launch mode, see
 ///   [`stop_now`]), installs `on_alarm` for SIGALRM — without SA_RESTART, so that it
 ///   interrupts a blocked write — and starts a half-second interval timer;
@@ -805,9 +868,10 @@ mod stopping {
         GAVE_UP.load(SeqCst)
     }
 
-    /// Puts `on_stop` in front of tokio's handlers, which must be registered already. Only
-    /// once per process: a second call would chain to itself.
-    pub(super) fn install(launching: bool) -> io::Result<()> {
+    /// Puts `on_stop` in front of tokio's handlers, which must be registered already; for
+    /// SIGHUP only when `hup_stops`. Only once per process: a second call would chain to
+    /// itself.
+    pub(super) fn install(launching: bool, hup_stops: bool) -> io::Result<()> {
         LAUNCHING.store(launching, SeqCst);
         let check = |rc: c_int| {
             if rc == 0 {
@@ -826,6 +890,10 @@ mod stopping {
             return Ok(());
         }
         for (sig, theirs) in STOP_SIGNALS.iter().zip(tokio.iter()) {
+            if *sig == libc::SIGHUP && !hup_stops {
+                // tokio's handler alone: no watchdog for a signal that does not stop.
+                continue;
+            }
             // Their mask and flags (SA_RESTART: the loop's own syscalls go on as before).
             let mut ours = *theirs;
             ours.sa_sigaction = on_stop as *const () as usize;

@@ -18,6 +18,7 @@ mod kernel_log;
 mod knowledge;
 mod metrics;
 mod outcomes;
+mod rotation;
 mod schema;
 mod senders;
 mod stacks;

@@ -449,6 +449,76 @@ mod tests {
         assert_eq!(lines[7..], [loss, loss]);
     }
 
+    /// Files a test writer "reopens": each reopen starts a new one.
+    #[derive(Default)]
+    struct Files(Vec<Vec<u8>>);
+
+    impl std::io::Write for Files {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.0.is_empty() {
+                self.0.push(Vec::new());
+            }
+            self.0.last_mut().expect("a file").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl super::super::Reopen for Files {
+        fn reopen(&mut self) -> std::io::Result<()> {
+            self.0.push(Vec::new());
+            Ok(())
+        }
+    }
+
+    /// SIGHUP with -o in the middle of a burst: its count ends the old file, and the new one
+    /// starts with whole lines, not with "like the lines above" (which are in the old file).
+    #[test]
+    fn a_reopen_counts_the_burst_into_the_old_file() {
+        let mut files = Files::default();
+        let mut output = Output::new(
+            &mut files,
+            options(true),
+            Clock::fixed(WALL_AT_ZERO_NS, START_NS),
+            false,
+        );
+        let mut correlator = Correlator::new();
+        let mut reports = Vec::new();
+        let mut play = |output: &mut Output<&mut Files>, steps: Vec<Step>| {
+            for step in steps {
+                if let Step::Event(event) = step {
+                    correlator.push(*event, &mut reports);
+                }
+                for report in reports.drain(..) {
+                    output.report(&report).expect("writing to memory");
+                }
+            }
+        };
+        play(&mut output, storm(0, 10));
+        output.reopen().expect("reopen");
+        play(&mut output, storm(10, 10));
+        output.finish(Totals::default()).expect("writing to memory");
+        drop(output);
+        let texts: Vec<String> = files
+            .0
+            .iter()
+            .map(|f| String::from_utf8(f.clone()).expect("UTF-8"))
+            .collect();
+        assert_eq!(texts.len(), 2, "{texts:?}");
+        assert_eq!(
+            bodies(&texts[0]),
+            [
+                GEN,
+                DEL,
+                "  ×18 more like the 2 lines above (9 + 9), over 9 ms\n"
+            ]
+        );
+        assert_eq!(bodies(&texts[1])[..2], [GEN, DEL]);
+    }
+
     #[test]
     fn an_idle_flush_prints_the_count_but_not_while_the_burst_goes_on() {
         let mut steps = storm(0, 5);

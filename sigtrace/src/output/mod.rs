@@ -5,6 +5,7 @@
 pub mod file;
 mod fold;
 pub mod json;
+pub(crate) mod rotate;
 pub mod summary;
 pub mod text;
 
@@ -199,6 +200,29 @@ impl<W: Write> Output<W> {
             folder.idle(&mut self.writer, &self.stamp)?;
         }
         self.writer.flush()
+    }
+}
+
+/// A writer that can start writing to a new file under its name (SIGHUP with `-o`).
+pub trait Reopen {
+    fn reopen(&mut self) -> io::Result<()>;
+}
+
+impl<R: Reopen + ?Sized> Reopen for &mut R {
+    fn reopen(&mut self) -> io::Result<()> {
+        (**self).reopen()
+    }
+}
+
+impl<W: Write + Reopen> Output<W> {
+    /// Reopens the output file: a fold under way is counted out first, so that the old file
+    /// ends complete and the new one starts afresh (its first lines are like nothing above
+    /// them).
+    pub fn reopen(&mut self) -> io::Result<()> {
+        if let Some(folder) = &mut self.folder {
+            folder.interrupt(&mut self.writer, &self.stamp)?;
+        }
+        self.writer.reopen()
     }
 }
 
