@@ -57,9 +57,14 @@ pub fn pristine(cache: &Path) -> anyhow::Result<PathBuf> {
         let log = dir.join("debootstrap/debootstrap.log");
         bail!("{err:#}; see {} (kept for a look)", log.display());
     }
-    // Nothing of the host's belongs in the cache: apt's downloads go, and the pristine root
-    // gets no resolv.conf or hostname (the test needs no network).
-    let _ = fs::remove_dir_all(dir.join("var/cache/apt/archives"));
+    // The downloaded .debs are installed already: not worth caching.
+    if let Ok(archives) = fs::read_dir(dir.join("var/cache/apt/archives")) {
+        for deb in archives.flatten().map(|e| e.path()) {
+            if deb.extension().is_some_and(|ext| ext == "deb") {
+                let _ = fs::remove_file(deb);
+            }
+        }
+    }
     let partial = tarball.with_extension("tar.partial");
     exec(
         Command::new("tar")
