@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{knowledge, loader::ProbeMode, output::Format};
+use crate::{docs, knowledge, loader::ProbeMode, output::Format};
 
 const ABOUT: &str = "Trace Linux signals: who sent which signal to whom, what the recipient had installed for it, and what happened next.";
 
@@ -20,6 +20,7 @@ Examples:
   sigtrace mask 0x4b813efb                 decode a signal mask (ps caught / SigCgt)
   sigtrace show 3508                       what 3508 catches, ignores, blocks, has pending
   sigtrace diff 3508 3511                  two processes side by side
+  sigtrace completions bash                a bash completion script (also zsh, fish)
 
 Signals: INT, TERM and HUP stop tracing (with -- COMMAND a first ^C goes to the command, a
 second stops sigtrace), except that with -o HUP reopens FILE (logrotate: move it, then HUP);
@@ -51,6 +52,11 @@ pub enum Command {
     Show(knowledge::ShowArgs),
     /// Two processes' signal state side by side, differences highlighted.
     Diff(knowledge::DiffArgs),
+    /// Print the shell completion script for SHELL (bash, zsh, fish) on standard output.
+    Completions(docs::CompletionsArgs),
+    /// Write the man pages into DIR (for packaging).
+    #[command(hide = true)]
+    ManPages(docs::ManPagesArgs),
 }
 
 #[derive(Debug, Args, Default)]
@@ -408,6 +414,32 @@ mod tests {
         assert_eq!(cli.trace.signals, ["INT", "TERM"]);
         assert_eq!(cli.trace.command, ["sh", "-c", "exit 3"]);
         assert!(Cli::try_parse_from(["sigtrace", "--kernel-only", "--user-only"]).is_err());
+    }
+
+    #[test]
+    fn generation_subcommands_leave_tracing_alone() {
+        let cli = Cli::try_parse_from(["sigtrace", "completions", "zsh"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            Some(Command::Completions(docs::CompletionsArgs {
+                shell: docs::Shell::Zsh
+            }))
+        ));
+        let cli = Cli::try_parse_from(["sigtrace", "man-pages", "out"]).expect("parses");
+        assert!(matches!(cli.command, Some(Command::ManPages(_))));
+        // A command named like a subcommand, after --, is still a command to launch.
+        let cli = Cli::try_parse_from(["sigtrace", "--", "completions", "bash"]).expect("parses");
+        assert!(cli.command.is_none());
+        assert_eq!(cli.trace.command, ["completions", "bash"]);
+        let cli = Cli::try_parse_from(["sigtrace", "--pid", "1"]).expect("parses");
+        assert!(cli.command.is_none());
+        assert_eq!(cli.trace.pids, [1]);
+        assert!(Cli::try_parse_from(["sigtrace", "completions", "tcsh"]).is_err());
+        assert!(Cli::try_parse_from(["sigtrace", "--pid", "1", "completions", "bash"]).is_err());
+        // The packaging subcommand stays out of --help.
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("completions"), "{help}");
+        assert!(!help.contains("man-pages"), "{help}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod btf;
 pub mod cgroup;
 pub mod cli;
 pub mod correlate;
+pub mod docs;
 pub mod enrich;
 mod error;
 pub mod escape;
@@ -25,6 +26,8 @@ pub mod signals;
 pub mod stacks;
 pub mod trace;
 
+use std::io::Write as _;
+
 pub use error::Error;
 
 /// Runs the command line; returns the exit status.
@@ -35,6 +38,13 @@ pub fn run(cli: cli::Cli) -> Result<u8, Error> {
         Some(cli::Command::Mask(args)) => knowledge::run_mask(args, &mut out)?,
         Some(cli::Command::Show(args)) => knowledge::run_show(args, &mut out)?,
         Some(cli::Command::Diff(args)) => knowledge::run_diff(args, &mut out)?,
+        Some(cli::Command::Completions(args)) => docs::write_completions(args.shell, &mut out)?,
+        Some(cli::Command::ManPages(args)) => {
+            for page in docs::write_man_pages(args)? {
+                writeln!(out, "{}", page.display())
+                    .map_err(|e| Error::io("cannot write the output", e))?;
+            }
+        }
         None => {
             drop(out);
             return trace::run(&cli.trace);

@@ -2,8 +2,10 @@
 //! (nightly rust-src, a bpf-linker built against the nightly's own LLVM); every other task
 //! runs it first. Cargo itself builds (sigtrace/build.rs builds the eBPF programs).
 
+mod apt;
 mod bench;
 mod btf_fixtures;
+mod dist;
 mod exec;
 mod fuzz;
 mod run;
@@ -52,6 +54,10 @@ enum Task {
     SoakWorker(soak::WorkerArgs),
     /// Run CMD as root in a QEMU guest booting a Debian 12 stock kernel (6.1, 6.12, 6.12-rt).
     Vm(vm::VmArgs),
+    /// Build the release packages into target/dist/: a Debian package and a tarball, with
+    /// man pages, shell completions and the systemd unit; --test installs them into a
+    /// clean Debian 12 chroot and uses them there.
+    Dist(dist::DistArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +73,7 @@ fn main() -> ExitCode {
         Task::BtfFixtures => btf_fixtures::run(),
         Task::Soak(args) => setup::run().and_then(|()| soak::run(&args)),
         Task::SoakWorker(args) => soak::run_worker(&args),
+        Task::Dist(args) => setup::run().and_then(|()| dist::run(&args)),
         // Needs no eBPF toolchain; exits with the guest command's status.
         Task::Vm(args) => return vm::main(&args),
     };

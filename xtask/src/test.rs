@@ -10,6 +10,9 @@
 //! (SIGTRACE_PROBE_MODE: the BTF-tracepoint object and the raw one) in each guest, and on
 //! the host once in sigtrace's own choice (`auto`, with the unit tests) and once more in
 //! each listed mode that choice was not.
+//!
+//! Between the host and the guests, the packaging test (`dist`): the release build
+//! packaged, installed into a clean Debian 12 chroot and used there (`--no-dist` skips it).
 
 use std::{
     ffi::OsString,
@@ -23,6 +26,7 @@ use std::{
 use anyhow::{Context as _, bail};
 
 use crate::{
+    dist,
     exec::exec,
     fuzz, run,
     vm::{self, Kernel, VmOptions},
@@ -54,6 +58,11 @@ pub struct TestArgs {
         value_parser = ["btf", "raw"]
     )]
     probe_modes: Vec<String>,
+    /// Skip the packaging test: the release build's .deb and tarball installed into a
+    /// clean Debian 12 chroot and used there (minutes: a release build, and a debootstrap
+    /// the first time).
+    #[arg(long)]
+    no_dist: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -87,7 +96,8 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
     }
     // The metrics tests run a real Prometheus (here and, through the host's files, in the
     // guests).
-    if let Err(e) = vm::ensure_programs(&[("prometheus", "prometheus"), ("promtool", "prometheus")])
+    if let Err(e) =
+        crate::apt::ensure_programs(&[("prometheus", "prometheus"), ("promtool", "prometheus")])
     {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             return Err(e);
@@ -123,6 +133,9 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
         .filter(|&mode| Some(mode) != auto.as_ref())
     {
         rows.push(run_on_host(mode, &suite, &sigtrace)?);
+    }
+    if !args.no_dist {
+        rows.push(run_dist());
     }
     let (fuzz_row, fuzz_lines) = run_fuzz();
     rows.push(fuzz_row);
@@ -359,6 +372,49 @@ fn run_in_kernel(
                 boot: None,
             }
         }
+    }
+}
+
+/// `cargo xtask dist --test`, as one row (PASSED counts its checks). Without root only the
+/// packages are built (the install test needs chroot and mounts), which fails under CI.
+fn run_dist() -> Row {
+    eprintln!("xtask test: dist: the packages, installed into a clean Debian 12 chroot");
+    let started = Instant::now();
+    let mut tally = Tally::default();
+    let outcome = if is_root() {
+        match dist::build_and_test() {
+            Ok(passed) => {
+                tally.passed = passed;
+                Ok(())
+            }
+            Err(err) => {
+                eprintln!("xtask test: dist: {err:#}");
+                tally.failed = 1;
+                Err(format!("{err}"))
+            }
+        }
+    } else {
+        let built = dist::build();
+        tally.ignored = 1;
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            Err("the install test needs root (CI=true)".into())
+        } else {
+            eprintln!(
+                "xtask test: WARNING: not root — the packages are built but not installed and tested; run `sudo -E cargo xtask test` for that"
+            );
+            built.map(drop).map_err(|err| format!("{err}"))
+        }
+    };
+    eprintln!(
+        "xtask test: dist took {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Row {
+        place: "dist (.deb and tarball in a Debian 12 chroot)".into(),
+        tally,
+        outcome,
+        time: started.elapsed(),
+        boot: None,
     }
 }
 

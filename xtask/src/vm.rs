@@ -25,7 +25,7 @@ use std::{
 
 use anyhow::bail;
 
-pub use host::ensure_programs;
+pub use host::target_dir;
 pub use kernel::{PreparedKernel, prepare};
 pub use qemu::run_in_vm;
 
