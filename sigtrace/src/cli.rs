@@ -23,8 +23,8 @@ Examples:
   sigtrace completions bash                a bash completion script (also zsh, fish)
 
 Signals: INT, TERM and HUP stop tracing (with -- COMMAND a first ^C goes to the command, a
-second stops sigtrace), except that with -o HUP reopens FILE (logrotate: move it, then HUP);
-USR1 prints a stats line on stderr (events, lost, table sizes).
+second stops sigtrace), except that with --reopen-on-hup HUP reopens the -o FILE (logrotate:
+move it, then HUP); USR1 prints a stats line on stderr (events, lost, table sizes).
 
 Exit status: 0 done, 1 tracer failure, 2 bad input or missing privilege, 3 events were lost;
 with -- COMMAND, the command's own exit status (128+N when killed by signal N).";
@@ -176,11 +176,15 @@ pub struct TraceArgs {
     /// Print only the summary.
     #[arg(long, help_heading = "Output")]
     pub summary_only: bool,
-    /// Append the output to FILE instead of standard output. SIGHUP then reopens FILE (after
-    /// logrotate moved it) instead of stopping the trace; a reopen that fails ends it with
-    /// status 1.
+    /// Append the output to FILE instead of standard output.
     #[arg(short, long, value_name = "FILE", help_heading = "Output")]
     pub output: Option<PathBuf>,
+    /// For a service: SIGHUP reopens the -o FILE (after logrotate moved it) instead of
+    /// stopping the trace, and does nothing without -o. Without this flag a hang-up (a
+    /// closed terminal or ssh session) stops the trace. A reopen that fails ends the trace
+    /// with status 1.
+    #[arg(long, help_heading = "Output")]
+    pub reopen_on_hup: bool,
     /// Print no events: with --metrics, a metrics-only daemon; with --summary, the summary
     /// alone. The end-of-run line still goes to stderr.
     #[arg(short, long, help_heading = "Output")]

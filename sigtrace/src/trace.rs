@@ -258,13 +258,6 @@ enum Sink {
     File(LogFile<stopping::Watched<std::fs::File>>),
 }
 
-impl Sink {
-    /// SIGHUP reopens the output rather than stopping the trace.
-    fn reopens(&self) -> bool {
-        matches!(self, Sink::File(_))
-    }
-}
-
 impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
@@ -291,7 +284,7 @@ impl Write for Sink {
 impl Reopen for Sink {
     fn reopen(&mut self) -> io::Result<()> {
         match self {
-            // Never asked: SIGHUP stops a trace to stdout.
+            // --reopen-on-hup without -o: nothing to reopen.
             Sink::Stdout(w) => w.flush(),
             Sink::File(w) => w.reopen(),
         }
@@ -333,7 +326,8 @@ pub fn run(args: &TraceArgs) -> Result<u8, Error> {
     let (writer, live) = open_writer(args)?;
     // Bound before anything is attached: a taken port is bad input, with nothing to undo.
     let metrics_listener = args.metrics.map(http::bind).transpose()?;
-    let hup_reopens = writer.reopens();
+    // Explicit, not implied by -o: a hand-run trace must still end with its terminal.
+    let hup_reopens = args.reopen_on_hup;
     // Fork before any thread exists (the runtime is started below).
     let mut held = if args.command.is_empty() {
         None
@@ -698,6 +692,7 @@ impl Pump {
             .table_sizes()
             .into_iter()
             .chain(output.table_sizes())
+            .chain(self.metrics.iter().flat_map(|m| m.metrics.table_sizes()))
         {
             line.push_str(&format!(" {name}={size}"));
         }
@@ -707,9 +702,13 @@ impl Pump {
     fn settle(&mut self, probes: &Probes, output: &mut Output<Sink>) -> Result<(), Error> {
         self.correlator.settle(Clock::mono_now(), &mut self.reports);
         self.emit(output)?;
-        if let Some(m) = &self.metrics {
-            m.metrics
-                .set_totals(self.events, probes.lost(), &probes.drops().0);
+        if let Some(m) = &mut self.metrics {
+            m.metrics.set_totals(
+                self.events,
+                probes.lost(),
+                &probes.drops().0,
+                Clock::mono_now(),
+            );
         }
         output
             .flush()

@@ -242,7 +242,7 @@ fn sighup_reopens_the_file_logrotate_moved() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("trace.jsonl");
     let moved = dir.path().join("trace.jsonl.old");
-    let mut trace = trace_to(&path, pid, &[]);
+    let mut trace = trace_to(&path, pid, &["--reopen-on-hup"]);
     const BEFORE: usize = 5;
     const AFTER: usize = 7;
 
@@ -290,6 +290,29 @@ fn sighup_reopens_the_file_logrotate_moved() {
         std::fs::metadata(&path).expect("stat").mode() & 0o777,
         0o600
     );
+}
+
+/// Without --reopen-on-hup a hang-up stops a trace to a file as any other (a closed
+/// terminal must not leave a system-wide trace running), cleanly: status 0, all written.
+#[test]
+fn sighup_stops_a_trace_to_a_file_without_reopen_on_hup() {
+    if !bpf_allowed("sighup_stops_a_trace_to_a_file_without_reopen_on_hup") {
+        return;
+    }
+    let _beside = beside_others();
+    let helper = ignoring_helper();
+    let pid = helper.pid();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("trace.jsonl");
+    let trace = trace_to(&path, pid, &[]);
+    send(pid, libc::SIGUSR1);
+    wait_until("the record in FILE", WAIT, || {
+        generations(&records_so_far(&path), pid, libc::SIGUSR1) == 1
+    });
+    trace.signal(Signal::SIGHUP);
+    let (status, _, _, stderr) = trace.wait_end(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{stderr:?}");
+    assert_eq!(generations(&records(&path), pid, libc::SIGUSR1), 1);
 }
 
 /// The rotation options are refused without what they need, as bad input (status 2),

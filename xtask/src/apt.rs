@@ -25,7 +25,8 @@ pub fn find(name: &str) -> Option<PathBuf> {
 static UPDATED: AtomicBool = AtomicBool::new(false);
 
 /// Installs the packages of the programs that are missing: (program, Debian package).
-pub fn ensure_programs(programs: &[(&str, &str)]) -> anyhow::Result<()> {
+/// Returns the packages it installed.
+pub fn ensure_programs<'a>(programs: &[(&str, &'a str)]) -> anyhow::Result<Vec<&'a str>> {
     let mut missing: Vec<&str> = programs
         .iter()
         .filter(|(program, _)| find(program).is_none())
@@ -40,7 +41,7 @@ pub fn ensure_programs(programs: &[(&str, &str)]) -> anyhow::Result<()> {
             format!("{program} is still missing after installing {package}; is it on PATH?")
         })?;
     }
-    Ok(())
+    Ok(missing)
 }
 
 /// `apt-get update`, once per process; false when it already ran (nothing new to learn).

@@ -96,13 +96,21 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
     }
     // The metrics tests run a real Prometheus (here and, through the host's files, in the
     // guests).
-    if let Err(e) =
-        crate::apt::ensure_programs(&[("prometheus", "prometheus"), ("promtool", "prometheus")])
-    {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            return Err(e);
+    match crate::apt::ensure_programs(&[("prometheus", "prometheus"), ("promtool", "prometheus")]) {
+        // Debian's package enables its own server (on :9090, every address) and starts it
+        // where systemd runs: the tests run theirs, so the one installed here goes.
+        Ok(installed) if installed.contains(&"prometheus") => {
+            if Path::new("/run/systemd/system").exists() {
+                let _ = Command::new("systemctl")
+                    .args(["disable", "--now", "prometheus"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
         }
-        eprintln!("xtask test: WARNING: {e:#} — the metrics tests will skip");
+        Ok(_) => {}
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => return Err(e),
+        Err(e) => eprintln!("xtask test: WARNING: {e:#} — the metrics tests will skip"),
     }
     let sigtrace = sigtrace_debug_binary()?;
     // What sigtrace picks by itself here: the host's first run is in it, the others not.

@@ -27,11 +27,16 @@ use sigtrace_common::{COMM_LEN, drop_reason};
 use crate::{
     correlate::{CgroupName, ExitStatus, FanoutSource, Outcome, Report},
     events::comm,
-    signals::{Signal, code_name},
+    signals::{Signal, code_name, num},
 };
 
 /// The value a capped label takes once its limit of distinct values is reached.
 pub const OVERFLOW: &str = "_overflow";
+
+/// How long the labels of a process a delivery is killing wait for its exit record: an exit
+/// lost with a full ring must not keep them (nor a later process with the same pid find
+/// them). A core dump that takes longer counts its death with the comm label only.
+const DYING_KEEP_NS: u64 = 60_000_000_000;
 
 /// A label `--metrics-labels` can add: what names the recipient of a signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -138,9 +143,10 @@ pub(crate) struct Metrics {
     ring_used: Gauge,
     ring_used_max: Gauge,
     labeler: Labeler,
-    /// The recipient labels of a process a delivery is terminating, until its exit (whose
-    /// record names no cgroup): its death counts under the same labels.
-    dying: HashMap<u32, Recipient>,
+    /// The recipient labels of a process a delivery is terminating (and when), until its
+    /// exit, whose record names no cgroup: its death counts under the same labels. Also
+    /// how the process's other terminating deliveries are known, which are not counted.
+    dying: HashMap<u32, (Recipient, u64)>,
 }
 
 impl Metrics {
@@ -168,7 +174,7 @@ impl Metrics {
         );
         registry.register(
             "signals_delivered",
-            "Signals delivered (dequeued and acted on), by signal and outcome; a fatal signal's other threads count under the signal that killed the process",
+            "Signals delivered (dequeued and acted on), by signal and outcome; a process a signal kills counts once, under that signal, whatever its threads dequeued",
             metrics.delivered.clone(),
         );
         registry.register(
@@ -178,7 +184,7 @@ impl Metrics {
         );
         registry.register(
             "fanouts",
-            "Signals sent to a whole process group (kill(-PGID), the tty's ^C/^Z/^\\), by signal and source",
+            "Signals sent to a whole process group (kill(-PGID), a terminal's interrupt, quit or suspend key), by signal and source",
             metrics.fanouts.clone(),
         );
         registry.register(
@@ -245,11 +251,26 @@ impl Metrics {
                 let Some(outcome) = delivery_outcome(d.outcome) else {
                     return;
                 };
+                let terminated = matches!(d.outcome, Outcome::Terminated { .. });
+                if terminated {
+                    // The SIGKILL exit_group() leaves each other thread of a process that
+                    // exits by itself: no signal is killing it.
+                    let group_exit = ExitStatus::from_wait_status(d.event.group_exit_code);
+                    if d.event.sig == num::SIGKILL && matches!(group_exit, ExitStatus::Exited(_)) {
+                        return;
+                    }
+                    // A fatal signal reaches every thread of the process (as SIGKILL to the
+                    // others, and a core dump's too): the process counts once.
+                    if self.dying.contains_key(&d.event.task.tgid) {
+                        return;
+                    }
+                }
                 let recipient = self
                     .labeler
                     .recipient(&d.event.task.comm, d.cgroup.as_ref());
-                if matches!(d.outcome, Outcome::Terminated { .. }) {
-                    self.dying.insert(d.event.task.tgid, recipient.clone());
+                if terminated {
+                    self.dying
+                        .insert(d.event.task.tgid, (recipient.clone(), d.event.header.ts_ns));
                 }
                 let labels = DeliverLabels {
                     signal: SignalName(d.cause.unwrap_or(d.event.sig)),
@@ -262,7 +283,7 @@ impl Metrics {
                 let dying = self.dying.remove(&x.event.task.tgid);
                 if let ExitStatus::Killed { signal, core } = x.status {
                     let recipient = match dying {
-                        Some(recipient) => recipient,
+                        Some((recipient, _)) => recipient,
                         None => self.labeler.recipient(&x.event.task.comm, None),
                     };
                     let labels = DeathLabels {
@@ -288,14 +309,22 @@ impl Metrics {
         }
     }
 
-    /// Records read, and the kernel's own totals (which only grow), each tick.
-    pub(crate) fn set_totals(&self, records: u64, lost: u64, drops: &[u64]) {
+    /// Records read, and the kernel's own totals (which only grow), each tick; forgets the
+    /// dying processes whose exit did not come in time (`now_ns`: monotonic).
+    pub(crate) fn set_totals(&mut self, records: u64, lost: u64, drops: &[u64], now_ns: u64) {
+        self.dying
+            .retain(|_, (_, since)| now_ns.saturating_sub(*since) < DYING_KEEP_NS);
         raise_to(&self.records, records);
         raise_to(&self.lost, lost);
         for (reason, &total) in (0..drop_reason::COUNT).zip(drops) {
             let reason = drop_reason::name(reason).unwrap_or("unknown");
             raise_to(&self.dropped.get_or_create(&DropLabels { reason }), total);
         }
+    }
+
+    /// Its tables' sizes, for the SIGUSR1 stats line.
+    pub(crate) fn table_sizes(&self) -> [(&'static str, usize); 1] {
+        [("metrics_dying", self.dying.len())]
     }
 
     /// The ring's fill, read just before the reader takes from it.

@@ -45,9 +45,10 @@ impl RingPositions {
     pub(crate) fn used(&self) -> u64 {
         let load = |offset: usize| {
             // SAFETY: both pages stay mapped while `self` lives; the kernel and aya's reader
-            // update the positions as aligned u64s, read here atomically.
+            // update the positions as aligned u64s, read here atomically. Relaxed: the only
+            // atomic load allowed on read-only memory; a gauge needs no ordering.
             let position = unsafe { &*self.base.as_ptr().byte_add(offset).cast::<AtomicU64>() };
-            position.load(Ordering::Acquire)
+            position.load(Ordering::Relaxed)
         };
         let consumer = load(0);
         let producer = load(self.page);

@@ -6,7 +6,7 @@ fn exposition(options: &MetricsOptions, format: Exposition) -> String {
     for report in crate::output::tests::scenario() {
         metrics.observe(&report);
     }
-    metrics.set_totals(40, 2, &[0, 0, 5]);
+    metrics.set_totals(40, 2, &[0, 0, 5], 0);
     metrics.set_ring_used(4096);
     metrics.set_ring_used(1024);
     encode(&registry, format).expect("encodes")
@@ -83,10 +83,10 @@ fn every_report_counts_once_under_bounded_labels() {
 
 #[test]
 fn totals_only_go_up() {
-    let (metrics, registry) = Metrics::new(&plain(), 4096);
-    metrics.set_totals(10, 1, &[0, 0, 0]);
+    let (mut metrics, registry) = Metrics::new(&plain(), 4096);
+    metrics.set_totals(10, 1, &[0, 0, 0], 0);
     // A read that failed (0) must not lower a counter.
-    metrics.set_totals(0, 0, &[0, 0, 0]);
+    metrics.set_totals(0, 0, &[0, 0, 0], 0);
     let text = encode(&registry, Exposition::PrometheusText).expect("encodes");
     assert_eq!(value(&text, "sigtrace_records_total"), Some(10.0));
     assert_eq!(value(&text, "sigtrace_events_lost_total"), Some(1.0));
@@ -158,4 +158,83 @@ fn label_values_are_escaped() {
     metrics.generated.get_or_create(&labels).inc();
     let text = encode(&registry, Exposition::PrometheusText).expect("encodes");
     assert!(text.contains(r#"comm="a\"b\\c\nd""#), "{text}");
+}
+
+fn correlated(events: Vec<crate::events::Event>) -> Vec<Report> {
+    let mut correlator = crate::correlate::Correlator::new();
+    let mut reports = Vec::new();
+    for event in events {
+        correlator.push(event, &mut reports);
+    }
+    correlator.flush(&mut reports);
+    reports
+}
+
+#[test]
+fn a_process_a_signal_kills_counts_once_and_a_plain_exit_not_at_all() {
+    use crate::{
+        events::Event,
+        output::tests::{deliver, exit, task},
+    };
+    let crasher = task(50, b"crasher");
+    let crasher_thread = sigtrace_common::TaskIds { tid: 51, ..crasher };
+    let quitter = task(60, b"quitter");
+    let quitter_thread = sigtrace_common::TaskIds { tid: 61, ..quitter };
+    let core_dumped = num::SIGSEGV | 0x80;
+    let reports = correlated(vec![
+        // One thread takes its SIGSEGV; the core dump sends the other SIGKILL.
+        Event::Deliver(deliver(1, crasher, num::SIGSEGV, 0, 0)),
+        Event::Deliver(deliver(2, crasher_thread, num::SIGKILL, 0, core_dumped)),
+        Event::Exit(exit(3, crasher, core_dumped, &[])),
+        // exit_group(0): the other thread's SIGKILL, no signal killing anything.
+        Event::Deliver(deliver(4, quitter_thread, num::SIGKILL, 0, 0)),
+        Event::Exit(exit(5, quitter, 0, &[])),
+    ]);
+    let (mut metrics, registry) = Metrics::new(&plain(), 4096);
+    for report in &reports {
+        metrics.observe(report);
+    }
+    let text = encode(&registry, Exposition::PrometheusText).expect("encodes");
+    assert_eq!(
+        value(
+            &text,
+            r#"sigtrace_signals_delivered_total{signal="SIGSEGV",outcome="terminated"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(!text.contains(r#"signal="SIGKILL""#), "{text}");
+    assert_eq!(
+        value(
+            &text,
+            r#"sigtrace_process_deaths_total{signal="SIGSEGV",core_dumped="true"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(metrics.table_sizes(), [("metrics_dying", 0)]);
+}
+
+#[test]
+fn a_dying_process_whose_exit_never_comes_is_forgotten() {
+    use crate::{
+        events::Event,
+        output::tests::{deliver, task},
+    };
+    let reports = correlated(vec![Event::Deliver(deliver(
+        1,
+        task(70, b"lost"),
+        num::SIGTERM,
+        0,
+        0,
+    ))]);
+    let (mut metrics, _registry) = Metrics::new(&plain(), 4096);
+    for report in &reports {
+        metrics.observe(report);
+    }
+    let delivered_ns = crate::output::tests::at(1);
+    metrics.set_totals(0, 1, &[0, 0, 0], delivered_ns + DYING_KEEP_NS - 1);
+    assert_eq!(metrics.table_sizes(), [("metrics_dying", 1)]);
+    metrics.set_totals(0, 1, &[0, 0, 0], delivered_ns + DYING_KEEP_NS);
+    assert_eq!(metrics.table_sizes(), [("metrics_dying", 0)]);
 }

@@ -91,7 +91,7 @@ pub(super) const WALL_AT_ZERO_NS: i128 = 1_795_885_200_000_000_000 - START_NS as
 pub(super) const HANDLER: u64 = 0x5581_fa6f_8dc0;
 const SA_RESTORER: u64 = 0x0400_0000;
 
-pub(super) fn at(ms: u64) -> u64 {
+pub(crate) fn at(ms: u64) -> u64 {
     START_NS + 1_500_000_000 + ms * 1_000_000
 }
 
@@ -101,7 +101,7 @@ fn comm_field(name: &[u8]) -> [u8; sigtrace_common::COMM_LEN] {
     field
 }
 
-pub(super) fn task(pid: u32, comm: &[u8]) -> TaskIds {
+pub(crate) fn task(pid: u32, comm: &[u8]) -> TaskIds {
     TaskIds {
         tgid: pid,
         tid: pid,
@@ -161,7 +161,7 @@ pub(super) fn kill(
     e
 }
 
-pub(super) fn deliver(
+pub(crate) fn deliver(
     ms: u64,
     to: TaskIds,
     sig: i32,
@@ -179,7 +179,7 @@ pub(super) fn deliver(
     }
 }
 
-pub(super) fn exit(ms: u64, who: TaskIds, wait_status: i32, children: &[u32]) -> ExitEvent {
+pub(crate) fn exit(ms: u64, who: TaskIds, wait_status: i32, children: &[u32]) -> ExitEvent {
     let mut e = ExitEvent {
         header: Header::new(kind::EXIT, at(ms)),
         task: who,

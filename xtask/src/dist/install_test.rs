@@ -35,7 +35,7 @@ const CHECKS: [(&str, Check); 10] = [
     ("systemd-analyze verify sigtrace.service", verify_unit),
     ("a real trace: SIGUSR1 generated and delivered", trace),
     (
-        "the service's arguments: metrics served, HUP reopens",
+        "the unit's ExecStart: metrics served, HUP reopens",
         service_arguments,
     ),
     ("the tarball's bin/sigtrace --version", tarball),
@@ -279,28 +279,32 @@ fn trace(root: &Root, _: &Artifacts) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// sigtrace run with the arguments the unit takes from /etc/default/sigtrace (as root here:
-/// the unit's sandbox is systemd's, which a chroot has no PID 1 for): it must start, serve
-/// its metrics, write its file, survive the reload's SIGHUP and stop cleanly on SIGINT.
+/// sigtrace run as the unit's ExecStart runs it, with /etc/default/sigtrace's arguments (as
+/// root here: the unit's sandbox is systemd's, which a chroot has no PID 1 for): it must
+/// start, serve its metrics, write its file, reopen it on the reload's SIGHUP after a
+/// logrotate-style move, and stop cleanly on SIGINT.
 fn service_arguments(root: &Root, _: &Artifacts) -> anyhow::Result<()> {
     // bash for /dev/tcp (the root has no HTTP client); every signal goes to sigtrace, our
-    // own child, by pid.
+    // own child, by pid, and the trap stops it whatever fails (its probes are the host's).
     let script = r#"exec bash -c '
         set -u
         . /etc/default/sigtrace
-        mkdir -p /var/log/sigtrace
-        sigtrace $SIGTRACE_ARGS 2>/tmp/service.err &
+        log=$(printf "%s\n" $SIGTRACE_ARGS | grep -A1 -x -- -o | tail -1)
+        mkdir -p "${log%/*}"
+        start=$(sed -n "s/^ExecStart=//p" /lib/systemd/system/sigtrace.service)
+        eval "$start" 2>/tmp/service.err &
         pid=$!
+        trap "kill -INT $pid 2>/dev/null" EXIT
         for _ in $(seq 300); do grep -q "sigtrace: ready" /tmp/service.err && break; sleep 0.1; done
-        grep -q "sigtrace: ready" /tmp/service.err || { kill -INT $pid; echo "not ready"; exit 1; }
-        addr=$(printf "%s
-" $SIGTRACE_ARGS | grep -A1 -x -- --metrics | tail -1)
+        grep -q "sigtrace: ready" /tmp/service.err || { echo "not ready"; exit 1; }
+        addr=$(printf "%s\n" $SIGTRACE_ARGS | grep -A1 -x -- --metrics | tail -1)
         exec 3<>/dev/tcp/${addr%:*}/${addr##*:}
-        printf "GET /metrics HTTP/1.0
-
-" >&3
+        printf "GET /metrics HTTP/1.0\r\n\r\n" >&3
         cat <&3 >/tmp/metrics.txt
-        kill -HUP $pid; sleep 0.5
+        mv "$log" "$log.rotated"
+        kill -HUP $pid
+        for _ in $(seq 50); do [ -e "$log" ] && break; sleep 0.1; done
+        [ -e "$log" ] || { echo "SIGHUP did not reopen $log"; exit 1; }
         kill -0 $pid || { echo "SIGHUP ended it"; exit 1; }
         kill -INT $pid; wait $pid; echo "sigtrace exited $?"
     '"#;
@@ -322,8 +326,10 @@ fn service_arguments(root: &Root, _: &Artifacts) -> anyhow::Result<()> {
     {
         bail!("the metrics endpoint answered:\n{metrics}");
     }
-    let log = root.path().join("var/log/sigtrace/signals.jsonl");
-    fs::metadata(&log).with_context(|| format!("no {} after the run", log.display()))?;
+    for file in ["signals.jsonl", "signals.jsonl.rotated"] {
+        let log = root.path().join("var/log/sigtrace").join(file);
+        fs::metadata(&log).with_context(|| format!("no {} after the run", log.display()))?;
+    }
     Ok(())
 }
 
