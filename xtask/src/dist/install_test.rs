@@ -292,7 +292,8 @@ fn service_arguments(root: &Root, _: &Artifacts) -> anyhow::Result<()> {
         log=$(printf "%s\n" $SIGTRACE_ARGS | grep -A1 -x -- -o | tail -1)
         mkdir -p "${log%/*}"
         start=$(sed -n "s/^ExecStart=//p" /lib/systemd/system/sigtrace.service)
-        eval "$start" 2>/tmp/service.err &
+        # exec: $! is sigtrace itself, which every signal below is for.
+        (eval "exec $start") 2>/tmp/service.err &
         pid=$!
         trap "kill -INT $pid 2>/dev/null" EXIT
         for _ in $(seq 300); do grep -q "sigtrace: ready" /tmp/service.err && break; sleep 0.1; done
