@@ -325,7 +325,10 @@ fn watch(qemu: &mut Qemu, opts: &VmOptions, started: Instant) -> anyhow::Result<
         output: Vec::new(),
     };
     let mut panic_at: Option<Instant> = None;
-    let mut stdout = std::io::stdout().lock();
+    // Locked per line, never for the whole run: `cargo xtask test` watches two guests at
+    // once, and a lock held here kept the other's watcher (and its next suite) waiting for
+    // this whole guest.
+    let stdout = std::io::stdout();
     loop {
         let limit = match (panic_at, w.ended) {
             (Some(p), _) => deadline.min(p + PANIC_GRACE),
@@ -396,6 +399,7 @@ fn watch(qemu: &mut Qemu, opts: &VmOptions, started: Instant) -> anyhow::Result<
             } else {
                 line = format!("{}\n", printable(&text)).into_bytes();
             }
+            let mut stdout = stdout.lock();
             stdout.write_all(&line).context("cannot write to stdout")?;
             stdout.flush().context("cannot write to stdout")?;
         }
