@@ -27,7 +27,7 @@ use sigtrace_common::{COMM_LEN, drop_reason};
 use crate::{
     correlate::{CgroupName, ExitStatus, FanoutSource, Outcome, Report},
     events::comm,
-    signals::{Signal, code_name, num},
+    signals::{Signal, code_name, num, result_label},
 };
 
 /// The value a capped label takes once its limit of distinct values is reached.
@@ -342,19 +342,6 @@ fn raise_to(counter: &Counter, total: u64) {
     let now = counter.get();
     if total > now {
         counter.inc_by(total - now);
-    }
-}
-
-/// The kernel's `result` as a label ([`crate::signals::result_name`]'s names, spelled as labels are).
-fn result_label(result: u32) -> &'static str {
-    use sigtrace_common::result::*;
-    match result {
-        DELIVERED => "delivered",
-        IGNORED => "ignored",
-        ALREADY_PENDING => "already_pending",
-        OVERFLOW_FAIL => "overflow",
-        LOSE_INFO => "lose_info",
-        _ => "other",
     }
 }
 

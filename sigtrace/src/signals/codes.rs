@@ -141,18 +141,30 @@ pub(crate) fn code_name(sig: i32, code: i32) -> Option<&'static str> {
     None
 }
 
+/// The `signal_generate` tracepoint's `res` values ([`sigtrace_common::result`], indexed by
+/// them): the name the text and JSON show, and the same spelled as a metrics label.
+const RESULTS: [(&str, &str); 5] = [
+    ("delivered", "delivered"),
+    ("ignored", "ignored"),
+    ("already pending", "already_pending"),
+    ("overflow", "overflow"),
+    ("lose info", "lose_info"),
+];
+
 /// The name of the `signal_generate` tracepoint's `res` field ([`sigtrace_common::result`]).
 /// "delivered" means queued, not yet handled.
 pub(crate) fn result_name(result: u32) -> Cow<'static, str> {
-    use sigtrace_common::result::*;
-    match result {
-        DELIVERED => Cow::Borrowed("delivered"),
-        IGNORED => Cow::Borrowed("ignored"),
-        ALREADY_PENDING => Cow::Borrowed("already pending"),
-        OVERFLOW_FAIL => Cow::Borrowed("overflow"),
-        LOSE_INFO => Cow::Borrowed("lose info"),
-        other => Cow::Owned(format!("result {other}")),
+    match RESULTS.get(result as usize) {
+        Some((name, _)) => Cow::Borrowed(name),
+        None => Cow::Owned(format!("result {result}")),
     }
+}
+
+/// [`result_name`] as a label value: no spaces, and one value for whatever is unknown.
+pub(crate) fn result_label(result: u32) -> &'static str {
+    RESULTS
+        .get(result as usize)
+        .map_or("other", |(_, label)| label)
 }
 
 #[cfg(test)]
@@ -199,6 +211,15 @@ mod tests {
         assert_eq!(result_name(1), "ignored");
         assert_eq!(result_name(2), "already pending");
         assert_eq!(result_name(3), "overflow");
+        assert_eq!(
+            result_label(sigtrace_common::result::ALREADY_PENDING),
+            "already_pending"
+        );
+        assert_eq!(
+            result_label(sigtrace_common::result::LOSE_INFO),
+            "lose_info"
+        );
+        assert_eq!(result_label(99), "other");
         assert_eq!(result_name(4), "lose info");
         assert_eq!(result_name(5), "result 5");
         assert_eq!(result_name(u32::MAX), format!("result {}", u32::MAX));

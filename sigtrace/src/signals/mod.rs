@@ -45,7 +45,7 @@ compile_error!("no signal numbering for this architecture: add one next to signa
 
 pub(crate) use arch::NSIG;
 pub use arch::num;
-pub(crate) use codes::{code_name, result_name};
+pub(crate) use codes::{code_name, result_label, result_name};
 pub use mask::{MaskFormat, ParseMaskError, SigSet};
 
 use std::fmt;
